@@ -1,0 +1,23 @@
+"""The one way this project creates a Kubernetes Secret."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+
+def kubernetes_secret(name: str, namespace: str, labels: dict, data: dict[str, str], opts: pulumi.ResourceOptions,
+                      type_: str = "Opaque") -> k8s.core.v1.Secret:
+    """A Secret whose values are Pulumi secrets, so state and previews never show them."""
+    return k8s.core.v1.Secret(
+        name,
+        metadata={"name": name, "namespace": namespace, "labels": labels},
+        type=type_,
+        string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),
+    )
+
+
+def secret_env(name: str, secret: str, key: str) -> dict:
+    """An env var read from a Secret key: never a literal value."""
+    return {"name": name, "value_from": {"secret_key_ref": {"name": secret, "key": key}}}

@@ -1,0 +1,76 @@
+"""Secure defaults shared by every workload: labels, security contexts, resources.
+
+Plain dicts in the snake_case form pulumi_kubernetes accepts, so they need no Pulumi import.
+Everything passes Pod Security "restricted"; loosening any of it takes an explicit change here.
+"""
+
+from __future__ import annotations
+
+PART_OF = "pgpool-k8s"
+
+
+def selector_labels(name: str, component: str) -> dict[str, str]:
+    """The one label set shared by a workload's selector, pod template and Services."""
+    return {"app.kubernetes.io/name": component, "app.kubernetes.io/instance": name}
+
+
+def metadata_labels(name: str, component: str, production: bool) -> dict[str, str]:
+    labels = {**selector_labels(name, component), "app.kubernetes.io/part-of": PART_OF,
+              "app.kubernetes.io/managed-by": "pulumi"}
+    if production:
+        labels["environment"] = "production"  # read by the policy pack's production rules
+    return labels
+
+
+def pod_security_context(uid: int) -> dict:
+    return {
+        "run_as_non_root": True,
+        "run_as_user": uid,
+        "run_as_group": uid,
+        "fs_group": uid,
+        "seccomp_profile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context(uid: int | None = None) -> dict:
+    """Restricted container context; uid for images whose default user is root."""
+    context = {
+        "allow_privilege_escalation": False,
+        "read_only_root_filesystem": True,
+        "run_as_non_root": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccomp_profile": {"type": "RuntimeDefault"},
+    }
+    if uid is not None:
+        context["run_as_user"] = uid
+        context["run_as_group"] = uid
+    return context
+
+
+def resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_limit: str) -> dict:
+    return {
+        "requests": {"cpu": cpu_request, "memory": memory_request},
+        "limits": {"cpu": cpu_limit, "memory": memory_limit},
+    }
+
+
+def empty_dir(name: str, memory: bool = False, size: str = "16Mi") -> dict:
+    """A writable scratch volume, since root filesystems are read-only."""
+    return {"name": name, "empty_dir": {"medium": "Memory", "size_limit": size} if memory else {"size_limit": size}}
+
+
+def soft_anti_affinity(labels: dict[str, str]) -> dict:
+    """Prefer spreading replicas over nodes without blocking scheduling on small clusters."""
+    return {
+        "pod_anti_affinity": {
+            "preferred_during_scheduling_ignored_during_execution": [
+                {
+                    "weight": 100,
+                    "pod_affinity_term": {
+                        "topology_key": "kubernetes.io/hostname",
+                        "label_selector": {"match_labels": labels},
+                    },
+                }
+            ]
+        }
+    }

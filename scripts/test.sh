@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: every suite, on real tools, installing what a fresh machine lacks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+scripts/install_test_packages.sh
+source scripts/env.sh
+.venv/bin/python -m pytest tests -ra "$@"

@@ -1,0 +1,147 @@
+"""Run the whole Pulumi program (__main__.py) under Pulumi mocks and collect what it registers.
+
+Config is assembled the way the engine does it: Pulumi.yaml defaults, then the stack file,
+then secrets, all as the strings the CLI stores. Inputs keep Pulumi's secret markers, so
+tests can tell which values are secret; `props` has them unwrapped, as policies see them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import runpy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import rpc
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from components import generated_secrets
+from components.settings import PROJECT, load_settings, required_secrets
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_SIG = rpc._special_sig_key
+SECRET_VALUE = rpc._special_secret_sig
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
+
+
+def unwrap(value: Any) -> Any:
+    """The value with every secret marker removed."""
+    if is_secret(value):
+        return unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+@dataclass
+class RegisteredResource:
+    type: str
+    name: str
+    inputs: dict
+    """As registered, secret values still wrapped in Pulumi's secret marker."""
+
+    @property
+    def props(self) -> dict:
+        return unwrap(self.inputs)
+
+
+@dataclass
+class ProgramRun:
+    resources: list[RegisteredResource]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+
+    def find(self, type_suffix: str, name: str) -> RegisteredResource:
+        matches = [r for r in self.resources if r.type.endswith(type_suffix) and r.name == name]
+        assert len(matches) == 1, f"expected one {type_suffix} {name!r}, found {len(matches)}"
+        return matches[0]
+
+    def of_type(self, type_suffix: str) -> list[RegisteredResource]:
+        return [r for r in self.resources if r.type.endswith(type_suffix)]
+
+
+class _RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: list[RegisteredResource] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append(RegisteredResource(args.typ, args.name, args.inputs))
+        return f"{args.name}-id", unwrap(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+def project_defaults() -> dict[str, str]:
+    """Defaults of Pulumi.yaml's config block, as config strings."""
+    block = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    return {key.split(":", 1)[1]: _config_string(spec["default"]) for key, spec in block.items() if "default" in spec}
+
+
+def stack_file_config(stack: str) -> dict[str, str]:
+    values = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()).get("config", {})
+    return {key.split(":", 1)[1]: _config_string(v) for key, v in values.items()}
+
+
+def _config_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def generate_secrets(config: dict[str, str], stack: str) -> dict[str, str]:
+    """What the stack-initialisation script would store for this config."""
+    settings = load_settings(config, stack)
+    keys = list(required_secrets(settings))
+    values = generated_secrets.generate(keys, settings.pgpool.name, settings.namespace)
+    secrets = {k: v for k, v in values.items() if not k.startswith("userPasswords.")}
+    users = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("userPasswords.")}
+    if users:
+        secrets["userPasswords"] = json.dumps(users)
+    return secrets
+
+
+def run_program(config: dict[str, str], secrets: dict[str, str], stack: str = "dev",
+                preview: bool = False) -> ProgramRun:
+    """Run __main__.py once under mocks with this config (keys without the project prefix)."""
+    mocks = _RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
+    full = {f"{PROJECT}:{k}": v for k, v in {**config, **secrets}.items()}
+    pulumi.runtime.set_all_config(full, secret_keys=[f"{PROJECT}:{k}" for k in secrets])
+
+    def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    _sync_await(run_pulumi_func(program))
+    root = pulumi.runtime.get_root_resource()
+    outputs, secret_outputs = {}, set()
+    for name, output in root.outputs.items():
+        output = pulumi.Output.from_input(output)
+        outputs[name] = _sync_await(output.future())
+        if _sync_await(output.is_secret()):
+            secret_outputs.add(name)
+    return ProgramRun(mocks.resources, outputs, secret_outputs)
+
+
+@functools.lru_cache(maxsize=None)
+def dev_stack_inputs() -> tuple[dict[str, str], dict[str, str]]:
+    """The dev stack's config and one set of generated secrets, fixed for a test session."""
+    config = {**project_defaults(), **stack_file_config("dev")}
+    return config, generate_secrets(config, "dev")
+
+
+def run_dev_stack(**overrides: str) -> ProgramRun:
+    config, secrets = dev_stack_inputs()
+    return run_program({**config, **overrides}, secrets, "dev")

@@ -1,0 +1,168 @@
+"""The settings layer: defaults, Pulumi.yaml agreement, and bad input named with key, value and fix."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from components.settings import (
+    DatabaseSettings,
+    PgpoolSettings,
+    SettingsError,
+    load_secrets,
+    load_settings,
+    required_secrets,
+    setting_keys,
+    unknown_keys,
+)
+from tests.program_run import ROOT, project_defaults
+
+BAD_INPUTS = [
+    ({"pgpoolMode": "yaml"}, "pgpool-k8s:pgpoolMode = 'yaml': use one of configmap, env"),
+    ({"operator": "stolon"}, "pgpool-k8s:operator = 'stolon': use one of kubedb, zalando, crunchy, cloudnativepg, external"),
+    ({"backendWeight0": "-1"}, "pgpool-k8s:backendWeight0 = '-1': use a number between 0 and 100000"),
+    ({"backendWeight1": "-3"}, "pgpool-k8s:backendWeight1 = '-3': use a number between 0 and 100000"),
+    ({"backendWeight0": "0", "backendWeight1": "0"}, "at least one backend needs a weight above 0"),
+    ({"numInitChildren": "100", "maxPool": "4"},
+     "pgpoolReplicas * numInitChildren * maxPool = 2 * 100 * 4 = 800 exceeds what each backend accepts "
+     "(postgresMaxConnections 200 - postgresSuperuserReservedConnections 3 = 197)"),
+    ({"pgpoolReplicas": "5", "numInitChildren": "32", "maxPool": "2"}, "= 320 exceeds what each backend accepts"),
+    ({"pgpoolMode": "env", "users": '["my_app"]'},
+     "pgpool-k8s:users = 'my_app': in pgpoolMode env the image cuts the variable prefix at the first underscore"),
+    ({"pgpoolMode": "env", "monitorUser": "pg_monitor"}, "pgpool-k8s:monitorUser = 'pg_monitor': in pgpoolMode env"),
+    ({"users": '["' + "a" * 129 + '"]'}, "user names are limited to 128 bytes by pgpool"),
+    ({"users": '["App"]'}, "pgpool-k8s:users = 'App': use a lower-case PostgreSQL role name"),
+    ({"users": '["x:y"]'}, "pgpool-k8s:users = 'x:y': use a lower-case PostgreSQL role name"),
+    ({"users": "app"}, "pgpool-k8s:users = 'app': use a list"),
+    ({"users": '["app", "app"]'}, "user names must be unique"),
+    ({"pgpoolPort": "70000"}, "pgpool-k8s:pgpoolPort = '70000': use a number between 1 and 65535"),
+    ({"pcpPort": "0"}, "pgpool-k8s:pcpPort = '0': use a number between 1 and 65535"),
+    ({"exporterPort": "9999"}, "pgpoolPort, pcpPort (9898) and exporterPort (9999) must differ"),
+    ({"numInitChildren": "ten"}, "pgpool-k8s:numInitChildren = 'ten': use a whole number"),
+    ({"ssl": "yes"}, "pgpool-k8s:ssl = 'yes': use true or false"),
+    ({"pgpoolImage": "pgpool/pgpool:latest"}, "pgpool-k8s:pgpoolImage = 'pgpool/pgpool:latest': pin a version tag"),
+    ({"exporterImage": "pgpool/pgpool2_exporter"}, "pgpool-k8s:exporterImage = 'pgpool/pgpool2_exporter': pin an image tag"),
+    ({"namespace": "Pgpool_NS"}, "pgpool-k8s:namespace = 'Pgpool_NS': use lower-case letters, digits and '-'"),
+    ({"reservedConnections": "0"}, "pgpool-k8s:reservedConnections = 0: use at least 1 so clients beyond numInitChildren get an error"),
+    ({"srCheckPeriod": "10"}, "srCheckPeriod > 0 needs srCheckUser"),
+    ({"srCheckPeriod": "10", "srCheckUser": "replicator"}, "pgpool-k8s:srCheckUser = 'replicator': pgpool reads its password from pool_passwd"),
+    ({"srCheckUser": "postgres"}, "only used when srCheckPeriod > 0"),
+    ({"pgpoolServiceType": "LoadBalancer"}, "exposing Pgpool-II outside the cluster needs allowLoadBalancer = true"),
+    ({"tlsSecretName": "my-cert", "ssl": "false"}, "a certificate is only used with ssl = true"),
+    ({"operator": "external"}, "pgpool-k8s:externalPrimaryHost = '': operator external needs the host name"),
+    ({"externalPrimaryHost": "db.example"}, "only used with operator external (operator is kubedb); remove it"),
+    ({"postgresReplicas": "1"}, "pgpool-k8s:postgresReplicas = 1: Pgpool-II's node 1 is the read-only Service, which needs a standby"),
+    ({"postgresReplicas": "0"}, "pgpool-k8s:postgresReplicas = '0': use a number between 1 and 15"),
+    ({"postgresSuperuserReservedConnections": "200"}, "must be below postgresMaxConnections (200)"),
+    ({"storageSize": "lots"}, "pgpool-k8s:storageSize = 'lots': use a Kubernetes quantity such as 10Gi"),
+    ({"prometheusRetention": "1 week"}, "pgpool-k8s:prometheusRetention = '1 week': use a Prometheus duration"),
+    ({"prometheusStorage": "hostPath"}, "pgpool-k8s:prometheusStorage = 'hostPath': use one of emptyDir, pvc"),
+    ({"passwordEncryption": "password"}, "pgpool-k8s:passwordEncryption = 'password': use one of scram-sha-256, md5"),
+    ({"networkPolicyClientPodLabels": '["app"]'}, "each entry is a label selector pair key=value"),
+    ({"networkPolicyClientPodLabels": '["app=web"]'}, "client label selectors are set but networkPolicy is false"),
+    ({"deletionPolicy": "Keep"}, "pgpool-k8s:deletionPolicy = 'Keep': use one of Delete, Halt, WipeOut, DoNotTerminate"),
+]
+
+
+@pytest.mark.parametrize("raw, expected", BAD_INPUTS, ids=[next(iter(raw)) for raw, _ in BAD_INPUTS])
+def test_bad_input_is_rejected_with_key_value_and_fix(raw, expected):
+    with pytest.raises(SettingsError) as error:
+        load_settings(raw, "dev")
+    assert expected in str(error.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(SettingsError) as error:
+        load_settings({"pgpoolMode": "yaml", "ssl": "maybe", "pgpoolPort": "-1"}, "dev")
+    assert len(error.value.problems) == 3
+
+
+def test_defaults_follow_the_guide():
+    settings = load_settings({}, "dev")
+    assert settings.pgpool.mode == "configmap"
+    assert settings.pgpool.reserved_connections == 1
+    assert settings.pgpool.backend_weight1 == settings.database.replicas - 1 == 2
+    assert settings.pgpool.sr_check_period == 0 and settings.pgpool.ssl
+    assert settings.prometheus.enabled and not settings.production
+
+
+def test_backend_weight1_follows_the_standby_count_unless_set():
+    assert load_settings({"postgresReplicas": "5"}, "dev").pgpool.backend_weight1 == 4
+    assert load_settings({"postgresReplicas": "5", "backendWeight1": "1"}, "dev").pgpool.backend_weight1 == 1
+
+
+def test_prod_stacks_are_production_by_default():
+    assert load_settings({}, "prod").production
+    assert not load_settings({"production": "false"}, "prod-eu").production
+
+
+def test_pulumi_yaml_declares_every_setting_with_the_same_default():
+    block = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    declared = {key.split(":", 1)[1] for key in block}
+    # backendWeight1 is undeclared on purpose: a declared default would hide "follow the standby count".
+    assert declared == setting_keys() - {"backendWeight1"}
+    assert all(spec.get("description") and "type" in spec for spec in block.values())
+    assert load_settings(project_defaults(), "dev") == load_settings({}, "dev")
+
+
+def test_stack_files_are_valid():
+    for stack in ("dev", "prod"):
+        raw = {k.split(":", 1)[1]: v for k, v in yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"].items()}
+        assert unknown_keys(raw) == []
+        load_settings(raw, stack)
+
+
+def test_typos_are_caught_with_a_suggestion():
+    assert unknown_keys({"numInitChilden": "3"}) == [
+        "pgpool-k8s:numInitChilden = '3': unknown setting; did you mean numInitChildren?"]
+
+
+def secrets_for(settings, **overrides):
+    values = {"poolKey": "k" * 40, "dbPassword": "db", "pcpPassword": "pcp", "monitorPassword": "mon",
+              "userPasswords": {u: f"pw-{u}" for u in settings.app_users},
+              "tlsCert": "-----BEGIN CERTIFICATE-----\nx\n", "tlsKey": "-----BEGIN PRIVATE KEY-----\nx\n"}
+    values.update(overrides)
+    return lambda key: values.get(key)
+
+
+def test_missing_secret_names_the_key_and_the_command():
+    settings = load_settings({}, "dev")
+    with pytest.raises(SettingsError) as error:
+        load_secrets(settings, secrets_for(settings, poolKey=None, userPasswords={}))
+    message = str(error.value)
+    assert "pgpool-k8s:poolKey is missing: run `make init`" in message
+    assert "pulumi config set --secret --path userPasswords.app`" in message
+
+
+def test_secret_limits():
+    settings = load_settings({}, "dev")
+    with pytest.raises(SettingsError) as error:
+        load_secrets(settings, secrets_for(settings, dbPassword="x" * 129, poolKey="a\nb", tlsCert="nope"))
+    message = str(error.value)
+    assert "pgpool-k8s:dbPassword is 129 bytes: pgpool accepts at most 128" in message
+    assert "pgpool-k8s:poolKey contains a line break" in message
+    assert "pgpool-k8s:tlsCert is not a PEM certificate" in message
+    assert "x" * 129 not in message  # the value itself never reaches the message
+
+
+def test_secrets_in_order_superuser_monitor_apps():
+    settings = load_settings({"users": '["app", "reporting"]'}, "dev")
+    secrets = load_secrets(settings, secrets_for(settings))
+    assert [u.name for u in secrets.users] == ["postgres", "monitor", "app", "reporting"]
+    assert "pw-app" not in repr(secrets)
+
+
+def test_required_secrets_per_operator_and_mode():
+    kubedb = load_settings({}, "dev")
+    assert required_secrets(kubedb)["dbPassword"] is True
+    zalando_env = load_settings({"operator": "zalando", "pgpoolMode": "env"}, "dev")
+    assert "dbPassword" not in required_secrets(zalando_env)
+    zalando_conf = load_settings({"operator": "zalando"}, "dev")
+    assert required_secrets(zalando_conf)["dbPassword"] is False  # the operator owns it: copy, don't invent
+    assert "tlsCert" not in required_secrets(load_settings({"tlsSecretName": "mine"}, "dev"))
+    assert "tlsCert" not in required_secrets(load_settings({"ssl": "false"}, "dev"))
+
+
+def test_dataclass_defaults_are_the_documented_ones():
+    assert DatabaseSettings().replicas == 3 and DatabaseSettings().standbys == 2
+    assert PgpoolSettings().replicas == 2
