@@ -1,0 +1,103 @@
+"""KubeDB PostgreSQL: one primary and hot standbys, its auth Secret, settings and initial roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.backends import Backends, backends_for
+from components.database_config import render_init_sql, render_user_conf
+from components.k8s_secret import kubernetes_secret
+from components.settings import Credential, DatabaseSettings
+from components.workload import metadata_labels
+
+EXPORTER_PORT = 56790  # KubeDB's default postgres_exporter port
+
+
+@dataclass(frozen=True)
+class KubeDBPostgresArgs:
+    database: DatabaseSettings
+    namespace: str
+    superuser: Credential = field(repr=False)
+    roles: tuple[Credential, ...] = field(repr=False)
+    """Roles created at first start (monitoring and application users)."""
+    monitor_user: str = "monitor"
+    production: bool = False
+    prometheus_operator: bool = False
+
+
+class KubeDBPostgres(pulumi.ComponentResource):
+    """A `kubedb.com/v1` Postgres; KubeDB creates the Services `<name>` and `<name>-standby`."""
+
+    primary_service: str
+    """Read-write Service: always the primary, even after a failover."""
+    standby_service: str
+    """Read-only Service over the hot standbys."""
+    port: int
+    auth_secret_name: pulumi.Output[str]
+    """Secret with keys username and password of the superuser."""
+    superuser_password: pulumi.Output[str]
+    """Secret output; never exported in plaintext."""
+
+    def __init__(self, name: str, args: KubeDBPostgresArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("pgpool-k8s:index:KubeDBPostgres", name, None, opts)
+        db, ns = args.database, args.namespace
+        child = pulumi.ResourceOptions(parent=self)
+        labels = metadata_labels(db.cluster_name, "postgres", args.production)
+        backends: Backends = backends_for(db)
+
+        auth = kubernetes_secret(backends.credentials_secret, ns, labels,
+                       {"username": args.superuser.name, "password": args.superuser.password}, child,
+                       "kubernetes.io/basic-auth")
+        config = kubernetes_secret(f"{db.cluster_name}-config", ns, labels, {"user.conf": render_user_conf(db)}, child)
+        init = kubernetes_secret(f"{db.cluster_name}-init", ns, labels,
+                       {"init.sql": render_init_sql(args.roles, args.monitor_user)}, child)
+
+        storage = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": db.storage_size}}}
+        if db.storage_class:
+            storage["storageClassName"] = db.storage_class
+        spec = {
+            "version": db.version,
+            "replicas": db.replicas,
+            "standbyMode": "Hot",
+            "streamingMode": db.streaming_mode,
+            "clientAuthMode": "scram",
+            "authSecret": {"name": auth.metadata["name"]},
+            "configSecret": {"name": config.metadata["name"]},
+            "init": {"script": {"scriptPath": "/var/initdb", "secret": {"secretName": init.metadata["name"]}}},
+            "storageType": "Durable",
+            "storage": storage,
+            "deletionPolicy": db.deletion_policy,
+        }
+        if db.monitoring:
+            spec["monitor"] = {
+                "agent": "prometheus.io/operator" if args.prometheus_operator else "prometheus.io/builtin",
+                "prometheus": {"exporter": {
+                    "port": EXPORTER_PORT,
+                    "resources": {"requests": {"cpu": "25m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+                }},
+            }
+            if args.prometheus_operator:
+                spec["monitor"]["prometheus"]["serviceMonitor"] = {"labels": labels, "interval": "30s"}
+        self.postgres = k8s.apiextensions.CustomResource(
+            db.cluster_name,
+            api_version="kubedb.com/v1",
+            kind="Postgres",
+            metadata={"name": db.cluster_name, "namespace": ns, "labels": labels},
+            spec=spec,
+            opts=child,
+        )
+        self.primary_service = backends.primary_service
+        self.standby_service = backends.replica_service
+        self.port = db.port
+        self.auth_secret_name = auth.metadata["name"]
+        self.superuser_password = pulumi.Output.secret(args.superuser.password)
+        self.register_outputs({
+            "primary_service": self.primary_service,
+            "standby_service": self.standby_service,
+            "port": self.port,
+            "auth_secret_name": self.auth_secret_name,
+            "superuser_password": self.superuser_password,
+        })

@@ -1,0 +1,193 @@
+"""Prometheus scraping Pgpool-II's exporter and KubeDB's postgres_exporter, with alert rules.
+
+Either a Prometheus server of its own (ServiceAccount, read-only RBAC, ConfigMaps, Deployment,
+Service), or, where the cluster runs the Prometheus Operator, ServiceMonitor and PrometheusRule
+objects for it. The Grafana dashboard ConfigMap is picked up by Grafana's sidecar either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import monitoring_config as mon
+from components.pgpool_config import config_checksum
+from components.settings import PrometheusSettings
+from components.workload import (
+    container_security_context,
+    empty_dir,
+    metadata_labels,
+    pod_security_context,
+    resources,
+    selector_labels,
+)
+
+NAME = "prometheus"
+PORT = 9090
+UID = 65534  # nobody, the user of the official image
+# Sibling directories: a mount point cannot be created inside a read-only ConfigMap mount.
+CONFIG_DIR = "/etc/prometheus/config"
+RULES_DIR = "/etc/prometheus/rules"
+READ_ONLY_VERBS = ["get", "list", "watch"]
+
+
+@dataclass(frozen=True)
+class PrometheusArgs:
+    settings: PrometheusSettings
+    namespace: str
+    pgpool_service: str
+    """The Pgpool-II metrics Service (for rule labels and the dashboard)."""
+    pgpool_metrics_selector: dict[str, str]
+    """Labels of the metrics Service, for the ServiceMonitor."""
+    production: bool = False
+
+
+class Prometheus(pulumi.ComponentResource):
+    url: str
+    """In-cluster URL of the Prometheus server; empty with the Prometheus Operator."""
+    pod_labels: dict[str, str]
+
+    def __init__(self, name: str, args: PrometheusArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("pgpool-k8s:index:Prometheus", name, None, opts)
+        s, ns = args.settings, args.namespace
+        child = pulumi.ResourceOptions(parent=self)
+        labels = metadata_labels(NAME, NAME, args.production)
+        self.pod_labels = selector_labels(NAME, NAME)
+
+        if s.grafana_dashboard:
+            k8s.core.v1.ConfigMap(
+                f"{args.pgpool_service}-dashboard",
+                metadata={"name": f"{args.pgpool_service}-dashboard", "namespace": ns,
+                          "labels": {**labels, "grafana_dashboard": "1"}},
+                data={"pgpool.json": mon.render_grafana_dashboard(args.pgpool_service, ns)},
+                opts=child,
+            )
+
+        if s.operator:
+            self._operator_objects(args, labels, child)
+            self.url = ""
+        else:
+            self._server(args, labels, child)
+            self.url = f"http://{NAME}.{ns}.svc.cluster.local:{PORT}"
+        self.register_outputs({"url": self.url})
+
+    def _operator_objects(self, args: PrometheusArgs, labels: dict, child: pulumi.ResourceOptions) -> None:
+        ns = args.namespace
+        k8s.apiextensions.CustomResource(
+            f"{args.pgpool_service}",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata={"name": args.pgpool_service, "namespace": ns, "labels": labels},
+            spec={
+                "selector": {"matchLabels": args.pgpool_metrics_selector},
+                "namespaceSelector": {"matchNames": [ns]},
+                "endpoints": [{"port": "metrics", "path": "/metrics", "interval": args.settings.scrape_interval}],
+            },
+            opts=child,
+        )
+        k8s.apiextensions.CustomResource(
+            f"{args.pgpool_service}-rules",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata={"name": f"{args.pgpool_service}-rules", "namespace": ns, "labels": labels},
+            spec={"groups": mon.alert_rule_groups(args.settings, args.pgpool_service, ns)},
+            opts=child,
+        )
+
+    def _server(self, args: PrometheusArgs, labels: dict, child: pulumi.ResourceOptions) -> None:
+        s, ns = args.settings, args.namespace
+        account = k8s.core.v1.ServiceAccount(NAME, metadata={"name": NAME, "namespace": ns, "labels": labels},
+                                             opts=child)
+        role = k8s.rbac.v1.ClusterRole(
+            f"{ns}-{NAME}",
+            metadata={"name": f"{ns}-{NAME}", "labels": labels},
+            rules=[{"api_groups": [""], "resources": ["services", "endpoints", "pods"], "verbs": READ_ONLY_VERBS}],
+            opts=child,
+        )
+        k8s.rbac.v1.ClusterRoleBinding(
+            f"{ns}-{NAME}",
+            metadata={"name": f"{ns}-{NAME}", "labels": labels},
+            role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.metadata["name"]},
+            subjects=[{"kind": "ServiceAccount", "name": account.metadata["name"], "namespace": ns}],
+            opts=child,
+        )
+        prometheus_yml = mon.render_prometheus_yml(s, [ns], [f"{RULES_DIR}/*.yml"])
+        rules_yml = mon.render_alert_rules(s, args.pgpool_service, ns)
+        config = k8s.core.v1.ConfigMap(
+            f"{NAME}-config",
+            metadata={"name": f"{NAME}-config", "namespace": ns, "labels": labels},
+            data={"prometheus.yml": prometheus_yml},
+            opts=child,
+        )
+        rules = k8s.core.v1.ConfigMap(
+            f"{NAME}-rules",
+            metadata={"name": f"{NAME}-rules", "namespace": ns, "labels": labels},
+            data={"pgpool.yml": rules_yml},
+            opts=child,
+        )
+        if s.storage == "pvc":
+            claim = k8s.core.v1.PersistentVolumeClaim(
+                f"{NAME}-data",
+                metadata={"name": f"{NAME}-data", "namespace": ns, "labels": labels},
+                spec={"access_modes": ["ReadWriteOnce"], "resources": {"requests": {"storage": s.storage_size}}},
+                opts=child,
+            )
+            data_volume = {"name": "data", "persistent_volume_claim": {"claim_name": claim.metadata["name"]}}
+        else:
+            data_volume = empty_dir("data", size=s.storage_size)
+        container = {
+            "name": NAME,
+            "image": s.image,
+            "args": [
+                f"--config.file={CONFIG_DIR}/prometheus.yml",
+                "--storage.tsdb.path=/prometheus",
+                f"--storage.tsdb.retention.time={s.retention}",
+                f"--web.listen-address=:{PORT}",
+            ],
+            "ports": [{"name": "web", "container_port": PORT}],
+            "volume_mounts": [
+                {"name": "config", "mount_path": CONFIG_DIR, "read_only": True},
+                {"name": "rules", "mount_path": RULES_DIR, "read_only": True},
+                {"name": "data", "mount_path": "/prometheus"},
+            ],
+            "resources": resources("100m", "256Mi", "1", "1Gi"),
+            "security_context": container_security_context(),
+            "readiness_probe": {"http_get": {"path": "/-/ready", "port": "web"}, "period_seconds": 10},
+            "liveness_probe": {"http_get": {"path": "/-/healthy", "port": "web"}, "period_seconds": 20,
+                               "failure_threshold": 6},
+        }
+        deployment = k8s.apps.v1.Deployment(
+            NAME,
+            metadata={"name": NAME, "namespace": ns, "labels": labels},
+            spec={
+                "replicas": 1,
+                # Two servers must never write one TSDB volume.
+                "strategy": {"type": "Recreate"},
+                "selector": {"match_labels": self.pod_labels},
+                "template": {
+                    "metadata": {"labels": labels,
+                                 "annotations": {"checksum/config": config_checksum(prometheus_yml, rules_yml)}},
+                    "spec": {
+                        "service_account_name": account.metadata["name"],
+                        "automount_service_account_token": True,  # Kubernetes service discovery needs it
+                        "security_context": pod_security_context(UID),
+                        "containers": [container],
+                        "volumes": [
+                            {"name": "config", "config_map": {"name": config.metadata["name"]}},
+                            {"name": "rules", "config_map": {"name": rules.metadata["name"]}},
+                            data_volume,
+                        ],
+                    },
+                },
+            },
+            opts=child,
+        )
+        k8s.core.v1.Service(
+            NAME,
+            metadata={"name": NAME, "namespace": ns, "labels": labels},
+            spec={"selector": deployment.spec.selector.match_labels,
+                  "ports": [{"name": "web", "port": PORT, "target_port": "web"}]},
+            opts=child,
+        )

@@ -1,0 +1,110 @@
+"""The whole system of one stack: namespace, database, Pgpool-II and monitoring."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.backends import backends_for
+from components.kubedb import KubeDBPostgres, KubeDBPostgresArgs
+from components.pgpool import Pgpool, PgpoolArgs
+from components.prometheus import Prometheus, PrometheusArgs
+from components.settings import PgpoolSecrets, PrometheusSettings, StackSettings
+from components.workload import PART_OF, selector_labels
+
+
+class PgpoolStack(pulumi.ComponentResource):
+    """KubeDB PostgreSQL (or another operator's), Pgpool-II in front, Prometheus watching both."""
+
+    namespace: pulumi.Output[str]
+    pgpool_host: pulumi.Output[str]
+    pgpool_port: int
+    primary_service: str
+    replica_service: str
+    credentials_secret: str
+    """Secret (keys username, password) of the first application user."""
+    app_credentials_secrets: dict[str, str]
+    metrics_endpoint: pulumi.Output[str]
+    prometheus_url: str
+
+    def __init__(self, name: str, settings: StackSettings, secrets: PgpoolSecrets,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("pgpool-k8s:index:PgpoolStack", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        ns_name = settings.namespace
+        namespace = k8s.core.v1.Namespace(
+            ns_name,
+            metadata={"name": ns_name, "labels": {
+                "app.kubernetes.io/part-of": PART_OF,
+                # KubeDB's own pods are not all "restricted"; ours are, and warnings show any that are not.
+                "pod-security.kubernetes.io/enforce": "baseline",
+                "pod-security.kubernetes.io/warn": "restricted",
+                "pod-security.kubernetes.io/audit": "restricted",
+            }},
+            opts=child,
+        )
+        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        backends = backends_for(settings.database)
+
+        if settings.database.operator == "kubedb":
+            KubeDBPostgres(settings.database.cluster_name, KubeDBPostgresArgs(
+                database=settings.database,
+                namespace=ns_name,
+                superuser=secrets.users[0],
+                roles=secrets.users[1:],
+                monitor_user=secrets.monitor.name,
+                production=settings.production,
+                prometheus_operator=settings.prometheus.enabled and settings.prometheus.operator,
+            ), in_namespace)
+
+        pgpool = Pgpool(settings.pgpool.name, PgpoolArgs(
+            settings=settings.pgpool,
+            backends=backends,
+            namespace=ns_name,
+            secrets=secrets,
+            production=settings.production,
+            prometheus_peer=prometheus_peer(settings.prometheus),
+        ), in_namespace)
+
+        self.prometheus_url = ""
+        if settings.prometheus.enabled:
+            prometheus = Prometheus("prometheus", PrometheusArgs(
+                settings=settings.prometheus,
+                namespace=ns_name,
+                pgpool_service=f"{settings.pgpool.name}-metrics",
+                pgpool_metrics_selector={**selector_labels(settings.pgpool.name, "pgpool"),
+                                         "app.kubernetes.io/component": "metrics"},
+                production=settings.production,
+            ), in_namespace)
+            self.prometheus_url = prometheus.url
+
+        self.namespace = namespace.metadata["name"]
+        self.pgpool_host = pulumi.Output.concat(pgpool.service_name, ".", ns_name, ".svc.cluster.local")
+        self.pgpool_port = settings.pgpool.port
+        self.primary_service = backends.host(backends.primary_service, ns_name)
+        self.replica_service = backends.host(backends.replica_service, ns_name)
+        self.app_credentials_secrets = pgpool.user_secret_names
+        self.credentials_secret = next(iter(pgpool.user_secret_names.values()), backends.credentials_secret)
+        self.metrics_endpoint = pulumi.Output.concat(
+            "http://", pgpool.metrics_service_name, ".", ns_name, f".svc.cluster.local:{settings.pgpool.exporter_port}/metrics")
+        self.register_outputs({
+            "namespace": self.namespace,
+            "pgpool_host": self.pgpool_host,
+            "pgpool_port": self.pgpool_port,
+            "primary_service": self.primary_service,
+            "replica_service": self.replica_service,
+            "credentials_secret": self.credentials_secret,
+            "app_credentials_secrets": self.app_credentials_secrets,
+            "metrics_endpoint": self.metrics_endpoint,
+            "prometheus_url": self.prometheus_url,
+        })
+
+
+def prometheus_peer(prometheus: PrometheusSettings) -> dict:
+    """Who may scrape Pgpool-II's exporter through its NetworkPolicy."""
+    if not prometheus.enabled:
+        return {}
+    if prometheus.operator:
+        # The operator's Prometheus runs in a namespace of its own; the operator labels its pods so.
+        return {"namespace_selector": {}, "pod_selector": {"match_labels": {"app.kubernetes.io/name": "prometheus"}}}
+    return {"pod_selector": {"match_labels": selector_labels("prometheus", "prometheus")}}
