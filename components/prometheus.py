@@ -27,8 +27,6 @@ from components.workload import (
 NAME = "prometheus"
 PORT = 9090
 UID = 65534  # nobody, the user of the official image
-# Sibling directories: a mount point cannot be created inside a read-only ConfigMap mount.
-CONFIG_DIR = "/etc/prometheus/config"
 RULES_DIR = "/etc/prometheus/rules"
 READ_ONLY_VERBS = ["get", "list", "watch"]
 
@@ -141,14 +139,14 @@ class Prometheus(pulumi.ComponentResource):
             "name": NAME,
             "image": s.image,
             "args": [
-                f"--config.file={CONFIG_DIR}/prometheus.yml",
+                "--config.file=/etc/prometheus/prometheus.yml",
                 "--storage.tsdb.path=/prometheus",
                 f"--storage.tsdb.retention.time={s.retention}",
                 f"--web.listen-address=:{PORT}",
             ],
             "ports": [{"name": "web", "container_port": PORT}],
             "volume_mounts": [
-                {"name": "config", "mount_path": CONFIG_DIR, "read_only": True},
+                {"name": "config", "mount_path": "/etc/prometheus", "read_only": True},
                 {"name": "rules", "mount_path": RULES_DIR, "read_only": True},
                 {"name": "data", "mount_path": "/prometheus"},
             ],

@@ -24,7 +24,10 @@ PROMETHEUS_STORAGE = ("emptyDir", "pvc")
 PASSWORD_ENCRYPTION = ("scram-sha-256", "md5")
 
 MAX_NAME_BYTES = 128  # pgpool's limit for user names and passwords in pool_passwd/pcp.conf
-MAX_POOL_KEY_BYTES = 256
+MAX_PCP_USER_BYTES = 127  # the pcp client refuses 128
+MAX_AES_PASSWORD_BYTES = 79  # a longer password's AES entry outgrows the 128 characters pgpool reads
+MAX_POOL_KEY_BYTES = 255  # pgpool and pg_enc ignore byte 256 onward
+MIN_PORT = 1024  # pgpool refuses lower ports, and non-root containers cannot bind them
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 PG_ROLE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -164,6 +167,8 @@ class PrometheusSettings:
     retention: str = "7d"
     scrape_interval: str = "15s"
     replication_delay_alert_bytes: int = 16 * 1024 * 1024
+    replication_lag_alert_seconds: int = 60
+    """A standby that has not replayed for this long while WAL is pending is lagging."""
     grafana_dashboard: bool = True
 
 
@@ -263,7 +268,7 @@ class _Reader:
 
     def matching(self, key: str, default: str, pattern: re.Pattern[str], fix: str, allow_empty: bool = False) -> str:
         value = self.text(key, default)
-        if (value or not allow_empty) and not pattern.match(value):
+        if (value or not allow_empty) and not pattern.fullmatch(value):
             self.fail(key, value, fix)
         return value
 
@@ -276,7 +281,7 @@ class _Reader:
     def labels(self, key: str) -> tuple[tuple[str, str], ...]:
         pairs = []
         for item in self.strings(key, ()):
-            if not LABEL_PAIR.match(item):
+            if not LABEL_PAIR.fullmatch(item):
                 self.fail(key, item, "each entry is a label selector pair key=value, e.g. app=web")
                 continue
             name, _, value = item.partition("=")
@@ -301,7 +306,7 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
         storage_size=r.matching("storageSize", DatabaseSettings.storage_size, QUANTITY, "use a Kubernetes quantity such as 10Gi"),
         deletion_policy=r.choice("deletionPolicy", DatabaseSettings.deletion_policy, DELETION_POLICIES),
         monitoring=r.boolean("postgresMonitoring", True),
-        port=r.integer("postgresPort", 5432, 1, 65535),
+        port=r.integer("postgresPort", 5432, MIN_PORT, 65535),
         max_connections=r.integer("postgresMaxConnections", DatabaseSettings.max_connections, 1, 262143),
         superuser_reserved_connections=r.integer("postgresSuperuserReservedConnections", 3, 0, 262143),
         superuser=r.matching("postgresSuperuser", "postgres", PG_ROLE, "use a lower-case PostgreSQL role name: a-z, 0-9 and '_', not starting with a digit"),
@@ -319,9 +324,9 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
                f"must be below postgresMaxConnections ({database.max_connections})")
     if operator == "external":
         for key, value in (("externalPrimaryHost", database.primary_host), ("externalReplicaHost", database.replica_host)):
-            if not DNS_SUBDOMAIN.match(value):
+            if not DNS_SUBDOMAIN.fullmatch(value):
                 r.fail(key, value, "operator external needs the host name of the read-write and the read-only Service, e.g. pg-rw.db.svc")
-        if not DNS_SUBDOMAIN.match(database.credentials_secret):
+        if not DNS_SUBDOMAIN.fullmatch(database.credentials_secret):
             r.fail("externalCredentialsSecret", database.credentials_secret, "operator external needs the name of a Secret with keys username and password")
     else:
         for key in ("externalPrimaryHost", "externalReplicaHost", "externalCredentialsSecret"):
@@ -336,9 +341,9 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
         replicas=r.integer("pgpoolReplicas", 2, 1, 100),
         image=r.image("pgpoolImage", PgpoolSettings.image),
         exporter_image=r.image("exporterImage", PgpoolSettings.exporter_image),
-        port=r.integer("pgpoolPort", 9999, 1, 65535),
-        pcp_port=r.integer("pcpPort", 9898, 1, 65535),
-        exporter_port=r.integer("exporterPort", 9719, 1, 65535),
+        port=r.integer("pgpoolPort", 9999, MIN_PORT, 65535),
+        pcp_port=r.integer("pcpPort", 9898, MIN_PORT, 65535),
+        exporter_port=r.integer("exporterPort", 9719, MIN_PORT, 65535),
         num_init_children=r.integer("numInitChildren", PgpoolSettings.num_init_children, 1, 10000),
         max_pool=r.integer("maxPool", PgpoolSettings.max_pool, 1, 1000),
         child_life_time=r.integer("childLifeTime", PgpoolSettings.child_life_time, 0),
@@ -393,6 +398,8 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
     monitor_user = r.text("monitorUser", "monitor")
     for key, name in [("users", u) for u in app_users] + [("pcpUser", pcp_user), ("monitorUser", monitor_user)]:
         _check_user_name(r, key, name)
+    if len(pcp_user.encode()) > MAX_PCP_USER_BYTES:
+        r.fail("pcpUser", pcp_user, f"the pcp client accepts at most {MAX_PCP_USER_BYTES} bytes; shorten it")
     if pgpool.mode == "env":
         for name in app_users + (monitor_user, database.superuser):
             prefix = env_prefix(name)
@@ -412,7 +419,7 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
     elif pgpool.sr_check_user:
         r.fail("srCheckUser", pgpool.sr_check_user, "only used when srCheckPeriod > 0; set srCheckPeriod (e.g. 10) or remove srCheckUser")
 
-    production = r.boolean("production", stack.startswith("prod"))
+    production = r.boolean("production", False)
     allow_load_balancer = r.boolean("allowLoadBalancer", False)
     if pgpool.service_type == "LoadBalancer" and not allow_load_balancer:
         r.fail("pgpoolServiceType", "LoadBalancer", "exposing Pgpool-II outside the cluster needs allowLoadBalancer = true")
@@ -426,6 +433,7 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
         retention=r.matching("prometheusRetention", PrometheusSettings.retention, DURATION, "use a Prometheus duration such as 15d"),
         scrape_interval=r.matching("scrapeInterval", PrometheusSettings.scrape_interval, DURATION, "use a Prometheus duration such as 15s"),
         replication_delay_alert_bytes=r.integer("replicationDelayAlertBytes", PrometheusSettings.replication_delay_alert_bytes, 1),
+        replication_lag_alert_seconds=r.integer("replicationLagAlertSeconds", PrometheusSettings.replication_lag_alert_seconds, 1),
         grafana_dashboard=r.boolean("grafanaDashboard", True),
     )
     target = ClusterTarget(
@@ -473,7 +481,7 @@ def unknown_keys(raw: Mapping[str, Any]) -> list[str]:
 
 
 def _check_user_name(r: _Reader, key: str, name: str) -> None:
-    if not PG_ROLE.match(name):
+    if not PG_ROLE.fullmatch(name):
         r.fail(key, name, "use a lower-case PostgreSQL role name: a-z, 0-9 and '_', not starting with a digit")
     elif len(name.encode()) > MAX_NAME_BYTES:
         r.fail(key, name, f"user names are limited to {MAX_NAME_BYTES} bytes by pgpool; shorten it")
@@ -516,7 +524,9 @@ def load_secrets(settings: StackSettings, secret: Callable[[str], Any]) -> Pgpoo
     problems: list[str] = []
     init = "run `make init` (scripts/init_stack.py) to generate it, or `pulumi config set --secret"
 
-    def need(key: str, limit: int = MAX_NAME_BYTES) -> str:
+    password_limit = MAX_AES_PASSWORD_BYTES if settings.pgpool.password_encryption == "scram-sha-256" else MAX_NAME_BYTES
+
+    def need(key: str, limit: int = password_limit, multiline: bool = False) -> str:
         path, _, leaf = key.partition(".")
         value = secret(path)
         if leaf:
@@ -527,22 +537,25 @@ def load_secrets(settings: StackSettings, secret: Callable[[str], Any]) -> Pgpoo
             return ""
         value = str(value)
         if len(value.encode()) > limit:
-            problems.append(f"{PROJECT}:{key} is {len(value.encode())} bytes: pgpool accepts at most {limit}; set a shorter one")
+            why = ("its AES entry would outgrow what pgpool reads of pool_passwd"
+                   if limit == MAX_AES_PASSWORD_BYTES else "pgpool reads no more")
+            problems.append(f"{PROJECT}:{key} is {len(value.encode())} bytes: at most {limit} work ({why}); set a shorter one")
         if "\x00" in value:
             problems.append(f"{PROJECT}:{key} contains a NUL byte: set one without it")
+        if not multiline and ("\n" in value or "\r" in value):
+            problems.append(f"{PROJECT}:{key} contains a line break: every file and variable it reaches is "
+                            "line-based; set one without it")
         return value
 
     db = settings.database
     pool_key = need("poolKey", MAX_POOL_KEY_BYTES)
-    if "\n" in pool_key or "\r" in pool_key:
-        problems.append(f"{PROJECT}:poolKey contains a line break: pgpool reads only the first line; set one without it")
     superuser = Credential(db.superuser, need("dbPassword") if superuser_password_known(settings) else "")
     monitor = Credential(settings.monitor_user, need("monitorPassword"))
     apps = tuple(Credential(u, need(f"userPasswords.{u}")) for u in settings.app_users)
-    pcp = Credential(settings.pcp_user, need("pcpPassword"))
+    pcp = Credential(settings.pcp_user, need("pcpPassword", MAX_NAME_BYTES))
     tls_cert = tls_key = ""
     if settings.pgpool.ssl and not settings.pgpool.tls_secret_name:
-        tls_cert, tls_key = need("tlsCert", 1 << 20), need("tlsKey", 1 << 20)
+        tls_cert, tls_key = need("tlsCert", 1 << 20, multiline=True), need("tlsKey", 1 << 20, multiline=True)
         if tls_cert and "-----BEGIN CERTIFICATE-----" not in tls_cert:
             problems.append(f"{PROJECT}:tlsCert is not a PEM certificate: {init} tlsCert` with a PEM file")
         if tls_key and "PRIVATE KEY-----" not in tls_key:

@@ -106,5 +106,6 @@ def prometheus_peer(prometheus: PrometheusSettings) -> dict:
         return {}
     if prometheus.operator:
         # The operator's Prometheus runs in a namespace of its own; the operator labels its pods so.
-        return {"namespace_selector": {}, "pod_selector": {"match_labels": {"app.kubernetes.io/name": "prometheus"}}}
+        return {"namespace_selector": {}, "pod_selector": {"match_labels": {
+            "app.kubernetes.io/name": "prometheus", "app.kubernetes.io/managed-by": "prometheus-operator"}}}
     return {"pod_selector": {"match_labels": selector_labels("prometheus", "prometheus")}}

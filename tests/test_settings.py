@@ -35,8 +35,8 @@ BAD_INPUTS = [
     ({"users": '["x:y"]'}, "pgpool-k8s:users = 'x:y': use a lower-case PostgreSQL role name"),
     ({"users": "app"}, "pgpool-k8s:users = 'app': use a list"),
     ({"users": '["app", "app"]'}, "user names must be unique"),
-    ({"pgpoolPort": "70000"}, "pgpool-k8s:pgpoolPort = '70000': use a number between 1 and 65535"),
-    ({"pcpPort": "0"}, "pgpool-k8s:pcpPort = '0': use a number between 1 and 65535"),
+    ({"pgpoolPort": "70000"}, "pgpool-k8s:pgpoolPort = '70000': use a number between 1024 and 65535"),
+    ({"pcpPort": "80"}, "pgpool-k8s:pcpPort = '80': use a number between 1024 and 65535"),
     ({"exporterPort": "9999"}, "pgpoolPort, pcpPort (9898) and exporterPort (9999) must differ"),
     ({"numInitChildren": "ten"}, "pgpool-k8s:numInitChildren = 'ten': use a whole number"),
     ({"ssl": "yes"}, "pgpool-k8s:ssl = 'yes': use true or false"),
@@ -91,9 +91,9 @@ def test_backend_weight1_follows_the_standby_count_unless_set():
     assert load_settings({"postgresReplicas": "5", "backendWeight1": "1"}, "dev").pgpool.backend_weight1 == 1
 
 
-def test_prod_stacks_are_production_by_default():
-    assert load_settings({}, "prod").production
-    assert not load_settings({"production": "false"}, "prod-eu").production
+def test_production_is_explicit():
+    assert not load_settings({}, "prod").production
+    assert load_settings({"production": "true"}, "dev").production
 
 
 def test_pulumi_yaml_declares_every_setting_with_the_same_default():
@@ -139,7 +139,7 @@ def test_secret_limits():
     with pytest.raises(SettingsError) as error:
         load_secrets(settings, secrets_for(settings, dbPassword="x" * 129, poolKey="a\nb", tlsCert="nope"))
     message = str(error.value)
-    assert "pgpool-k8s:dbPassword is 129 bytes: pgpool accepts at most 128" in message
+    assert "pgpool-k8s:dbPassword is 129 bytes: at most 79 work" in message
     assert "pgpool-k8s:poolKey contains a line break" in message
     assert "pgpool-k8s:tlsCert is not a PEM certificate" in message
     assert "x" * 129 not in message  # the value itself never reaches the message

@@ -1,0 +1,333 @@
+"""Prometheus scrape config, alert rules and Grafana dashboard for Pgpool-II and PostgreSQL.
+
+Pure renderers: no pulumi import, no I/O, deterministic output. YAML is dumped from plain
+data with PyYAML and the dashboard with json, so no value is ever pasted into text by hand.
+
+Metric names come from the exporters the stack runs:
+- pgpool2_exporter v1.2.2 (`pgpool2_*`). `pool_nodes_*` carry the labels hostname, port and
+  role; `pool_nodes_status` is 1 for a backend that is up or waiting, 0 for down or unused.
+- postgres_exporter v0.15.0, the exporter KubeDB's PostgresVersion catalog ships for 16.x
+  (`pg_*`). Its default `replication` collector exports `pg_replication_lag_seconds`.
+
+Both exporters sit behind Services annotated `prometheus.io/scrape: "true"` (KubeDB creates
+`<name>-stats` that way when the monitoring agent is `prometheus.io/builtin`), so one
+endpoints job scrapes them all and gives every series `namespace`, `service` and `pod` labels.
+The Prometheus Operator's ServiceMonitors give the same three labels, so the alert rules
+select on those and never on `job`: they work for both ways of scraping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Sequence
+
+import yaml
+
+from components.settings import DNS_LABEL, PrometheusSettings
+
+SERVICE_ENDPOINTS_JOB = "kubernetes-service-endpoints"
+PROMETHEUS_SELF_JOB = "prometheus"
+PROMETHEUS_ADDRESS = "localhost:9090"
+DEFAULT_RULE_FILES = ("/etc/prometheus/rules/*.yml",)
+
+FRONTEND_USED_RATIO_ALERT = 0.9
+
+GRAFANA_SCHEMA_VERSION = 39
+
+
+def _check_name(key: str, value: str) -> None:
+    # Names end up inside PromQL string literals: a DNS label cannot break out of one.
+    if not isinstance(value, str) or not DNS_LABEL.fullmatch(value):
+        raise ValueError(f"{key} {value!r} is not a Kubernetes name: use lower-case letters, digits and '-'")
+
+
+def _dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=4096)
+
+
+# --- prometheus.yml -----------------------------------------------------------------
+
+
+def _annotation(name: str) -> str:
+    return f"__meta_kubernetes_service_annotation_prometheus_io_{name}"
+
+
+def _service_endpoints_relabel_configs() -> list[dict[str, Any]]:
+    """Relabelling of the endpoints job: scrape what a Service's prometheus.io/* annotations ask for."""
+    return [
+        # Only Services that opt in; no restriction by name, so the pgpool metrics Service
+        # and KubeDB's <name>-stats Service are both scraped.
+        {"source_labels": [_annotation("scrape")], "regex": "true", "action": "keep"},
+        {"source_labels": [_annotation("scheme")], "regex": "(https?)", "target_label": "__scheme__", "action": "replace"},
+        {"source_labels": [_annotation("path")], "regex": "(.+)", "target_label": "__metrics_path__", "action": "replace"},
+        # host[:port] + annotated port -> host:annotated port. The lazy host group also keeps
+        # bracketed IPv6 hosts whole, where the usual ([^:]+) does not match at all.
+        {
+            "source_labels": ["__address__", _annotation("port")],
+            "regex": r"(.+?)(?::\d+)?;(\d+)",
+            "replacement": "$1:$2",
+            "target_label": "__address__",
+            "action": "replace",
+        },
+        # Service labels first, so the three labels below win over a Service label of the same name.
+        {"regex": "__meta_kubernetes_service_label_(.+)", "action": "labelmap"},
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace", "action": "replace"},
+        {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service", "action": "replace"},
+        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod", "action": "replace"},
+    ]
+
+
+def render_prometheus_yml(
+    settings: PrometheusSettings,
+    namespaces: Sequence[str],
+    rule_files: Sequence[str] = DEFAULT_RULE_FILES,
+) -> str:
+    """prometheus.yml: scrape annotated Services in `namespaces` and Prometheus itself.
+
+    `namespaces` must be non-empty: an empty list would make Prometheus watch every
+    namespace, which needs cluster-wide RBAC the stack does not grant.
+    """
+    if isinstance(namespaces, str) or not namespaces:
+        raise ValueError(f"namespaces {namespaces!r} must list at least one namespace to discover Services in")
+    for namespace in namespaces:
+        _check_name("namespace", namespace)
+    config = {
+        "global": {
+            "scrape_interval": settings.scrape_interval,
+            "evaluation_interval": settings.scrape_interval,
+        },
+        "rule_files": list(rule_files),
+        "scrape_configs": [
+            {
+                "job_name": PROMETHEUS_SELF_JOB,
+                "static_configs": [{"targets": [PROMETHEUS_ADDRESS]}],
+            },
+            {
+                "job_name": SERVICE_ENDPOINTS_JOB,
+                "kubernetes_sd_configs": [
+                    {"role": "endpoints", "namespaces": {"names": list(dict.fromkeys(namespaces))}}
+                ],
+                "relabel_configs": _service_endpoints_relabel_configs(),
+            },
+        ],
+    }
+    return _dump_yaml(config)
+
+
+# --- alert rules --------------------------------------------------------------------
+
+
+def _selector(metric: str, **labels: str) -> str:
+    matchers = ",".join(f'{name}="{value}"' for name, value in labels.items())
+    return f"{metric}{{{matchers}}}"
+
+
+def _alert(name: str, expr: str, duration: str, severity: str, summary: str, description: str) -> dict[str, Any]:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": duration,
+        "labels": {"severity": severity},
+        "annotations": {"summary": summary, "description": description},
+    }
+
+
+def alert_rule_groups(settings: PrometheusSettings, pgpool_service: str, namespace: str) -> list[dict[str, Any]]:
+    """Alert rule groups as data: the rules file's `groups` and a PrometheusRule's `spec.groups`.
+
+    `pgpool_service` is the Service in front of the pgpool2_exporter sidecars (the one the
+    scrape annotations or ServiceMonitor select); `namespace` is where it and the database run.
+    """
+    _check_name("pgpool_service", pgpool_service)
+    _check_name("namespace", namespace)
+    pgpool = {"namespace": namespace, "service": pgpool_service}
+    target_up = _selector("up", **pgpool)
+    delay_bytes = settings.replication_delay_alert_bytes
+    pgpool_rules = [
+        _alert(
+            "PgpoolDown",
+            f"{target_up} == 0 or absent({target_up})",
+            "2m", "critical",
+            "Pgpool-II {{ $labels.namespace }}/{{ $labels.service }} is down",
+            "{{ if $labels.pod }}Prometheus cannot scrape pod {{ $labels.pod }}{{ else }}"
+            "The Service has no endpoints to scrape{{ end }}: the Pgpool-II pod or its "
+            "pgpool2_exporter sidecar is not running or not ready.",
+        ),
+        _alert(
+            "PgpoolExporterCannotReachPgpool",
+            f"{_selector('pgpool2_up', **pgpool)} == 0",
+            "1m", "critical",
+            "pgpool2_exporter in {{ $labels.namespace }}/{{ $labels.pod }} cannot reach Pgpool-II",
+            "The exporter answers but its connection to Pgpool-II fails: Pgpool-II does not accept "
+            "connections, or the monitor user's password in pool_passwd is wrong.",
+        ),
+        _alert(
+            "PgpoolBackendDown",
+            f"{_selector('pgpool2_pool_nodes_status', **pgpool)} == 0",
+            "1m", "critical",
+            "Pgpool-II backend {{ $labels.hostname }}:{{ $labels.port }} is down",
+            "Pgpool-II in {{ $labels.namespace }}/{{ $labels.pod }} reports the {{ $labels.role }} backend "
+            "{{ $labels.hostname }}:{{ $labels.port }} as down or unused and sends it no queries.",
+        ),
+        _alert(
+            "PgpoolFrontendsNearlyExhausted",
+            f"{_selector('pgpool2_frontend_used_ratio', **pgpool)} > {FRONTEND_USED_RATIO_ALERT}",
+            "5m", "warning",
+            "Pgpool-II {{ $labels.namespace }}/{{ $labels.pod }} is running out of child processes",
+            "{{ $value | humanizePercentage }} of the child processes (num_init_children) are in use; "
+            "new clients wait or are refused. Raise numInitChildren within the backends' "
+            "max_connections, or add Pgpool-II replicas.",
+        ),
+        _alert(
+            "PgpoolReplicationDelayHigh",
+            f"{_selector('pgpool2_pool_nodes_replication_delay', **pgpool)} > {delay_bytes}",
+            "5m", "warning",
+            "Standby {{ $labels.hostname }} is far behind the primary",
+            "Pgpool-II in {{ $labels.namespace }}/{{ $labels.pod }} measures a replication delay of "
+            f"{{{{ $value | humanize1024 }}}}B on {{{{ $labels.hostname }}}}, above {delay_bytes} bytes. "
+            "Pgpool-II measures it only when srCheckPeriod > 0; with 0 it stays 0 and this never fires.",
+        ),
+    ]
+    lag = _selector("pg_replication_lag_seconds", namespace=namespace)
+    # The lag is the age of the last replayed transaction, so it also grows on an idle cluster;
+    # drop standbys the primary reports as fully replayed (application_name is the pod name).
+    caught_up = (
+        f'label_replace({_selector("pg_stat_replication_pg_wal_lsn_diff", namespace=namespace)} == 0, '
+        '"pod", "$1", "application_name", "(.+)")'
+    )
+    postgres_rules = [
+        _alert(
+            "PostgresReplicationLagHigh",
+            f"{lag} > {settings.replication_lag_alert_seconds} unless on (namespace, pod) {caught_up}",
+            "5m", "warning",
+            "PostgreSQL standby {{ $labels.namespace }}/{{ $labels.pod }} lags behind the primary",
+            "The standby last replayed a transaction {{ $value | humanizeDuration }} ago while the "
+            "primary has WAL it has not replayed, or it is not connected to the primary.",
+        ),
+    ]
+    return [
+        {"name": "pgpool", "rules": pgpool_rules},
+        {"name": "postgres-replication", "rules": postgres_rules},
+    ]
+
+
+def render_alert_rules(settings: PrometheusSettings, pgpool_service: str, namespace: str) -> str:
+    """A Prometheus rules file holding alert_rule_groups()."""
+    return _dump_yaml({"groups": alert_rule_groups(settings, pgpool_service, namespace)})
+
+
+# --- Grafana dashboard --------------------------------------------------------------
+
+_DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+_PANEL_HEIGHT = 8
+_PANEL_WIDTH = 12
+
+
+def _target(expr: str, legend: str, ref: str) -> dict[str, Any]:
+    return {"datasource": _DATASOURCE, "expr": expr, "legendFormat": legend, "refId": ref}
+
+
+def _panel(kind: str, title: str, unit: str, targets: Sequence[tuple[str, str]],
+           defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A panel of `kind` plotting (expr, legend) targets; `defaults` adds field settings."""
+    return {
+        "type": kind,
+        "title": title,
+        "datasource": _DATASOURCE,
+        "fieldConfig": {"defaults": {"unit": unit, **(defaults or {})}, "overrides": []},
+        "targets": [_target(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(targets)],
+    }
+
+
+def _up_down_mappings() -> dict[str, Any]:
+    return {
+        "mappings": [
+            {"type": "value", "options": {"0": {"text": "DOWN", "color": "red"}, "1": {"text": "UP", "color": "green"}}}
+        ],
+        "thresholds": {"mode": "absolute", "steps": [{"color": "red", "value": None}, {"color": "green", "value": 1}]},
+    }
+
+
+def _layout(sections: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Give every panel an id and a place: a row header per section, then two panels a line."""
+    laid_out: list[dict[str, Any]] = []
+    y = 0
+    for title, panels in sections:
+        laid_out.append({"type": "row", "title": title, "collapsed": False, "panels": [],
+                         "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}})
+        y += 1
+        for i, panel in enumerate(panels):
+            panel["gridPos"] = {"h": _PANEL_HEIGHT, "w": _PANEL_WIDTH, "x": (i % 2) * _PANEL_WIDTH,
+                                "y": y + (i // 2) * _PANEL_HEIGHT}
+            laid_out.append(panel)
+        y += -(-len(panels) // 2) * _PANEL_HEIGHT
+    for panel_id, panel in enumerate(laid_out, start=1):
+        panel["id"] = panel_id
+    return laid_out
+
+
+def render_grafana_dashboard(pgpool_service: str, namespace: str) -> str:
+    """Grafana dashboard JSON for one Pgpool-II and the PostgreSQL servers in its namespace."""
+    _check_name("pgpool_service", pgpool_service)
+    _check_name("namespace", namespace)
+    pgpool = f'namespace="{namespace}",service="{pgpool_service}"'
+    postgres = f'namespace="{namespace}",service=~"$postgres_service"'
+    rate = "$__rate_interval"
+    pgpool_panels = [
+        _panel("stat", "Pgpool-II up", "none", [(f"pgpool2_up{{{pgpool}}}", "{{pod}}")],
+               defaults=_up_down_mappings()),
+        _panel("stat", "Backend status", "none",
+               [(f"min by (hostname, role) (pgpool2_pool_nodes_status{{{pgpool}}})", "{{hostname}} ({{role}})")],
+               defaults=_up_down_mappings()),
+        # pgpool2_frontend_used has a series per user and database in use, none when idle;
+        # ratio * total is the same number and always present.
+        _panel("timeseries", "Frontends (child processes) used / total", "short", [
+            (f"pgpool2_frontend_used_ratio{{{pgpool}}} * pgpool2_frontend_total{{{pgpool}}}", "used {{pod}}"),
+            (f"pgpool2_frontend_total{{{pgpool}}}", "total {{pod}}"),
+        ]),
+        _panel("timeseries", "Frontend used ratio", "percentunit",
+               [(f"pgpool2_frontend_used_ratio{{{pgpool}}}", "{{pod}}")]),
+        _panel("timeseries", "SELECTs per second per backend (load-balance spread)", "ops",
+               [(f"sum by (hostname, role) (rate(pgpool2_pool_nodes_select_cnt{{{pgpool}}}[{rate}]))",
+                 "{{hostname}} ({{role}})")]),
+        _panel("timeseries", "Backend connection slots used ratio", "percentunit",
+               [(f"pgpool2_backend_used_ratio{{{pgpool}}}", "{{pod}}")]),
+        _panel("timeseries", "Replication delay seen by Pgpool-II (needs srCheckPeriod > 0)", "bytes",
+               [(f"max by (hostname) (pgpool2_pool_nodes_replication_delay{{{pgpool}}})", "{{hostname}}")]),
+    ]
+    postgres_panels = [
+        _panel("timeseries", "Connections by state", "short",
+               [(f"sum by (pod, state) (pg_stat_activity_count{{{postgres}}})", "{{pod}} {{state}}")]),
+        _panel("timeseries", "Commits per second", "ops",
+               [(f"sum by (pod) (rate(pg_stat_database_xact_commit{{{postgres}}}[{rate}]))", "{{pod}}")]),
+        _panel("timeseries", "Standby replication lag", "s",
+               [(f"max by (pod) (pg_replication_lag_seconds{{{postgres}}})", "{{pod}}")]),
+        _panel("timeseries", "Bytes not yet replayed by each standby (primary's view)", "bytes",
+               [(f"max by (application_name) (pg_stat_replication_pg_wal_lsn_diff{{{postgres}}})",
+                 "{{application_name}}")]),
+    ]
+    services_query = f'label_values(pg_up{{namespace="{namespace}"}}, service)'
+    dashboard = {
+        "uid": "pgpool-" + hashlib.sha256(f"{namespace}/{pgpool_service}".encode()).hexdigest()[:16],
+        "title": f"Pgpool-II {namespace}/{pgpool_service}",
+        "tags": ["pgpool", "postgresql"],
+        "schemaVersion": GRAFANA_SCHEMA_VERSION,
+        "version": 1,
+        "editable": True,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "timezone": "browser",
+        "templating": {"list": [
+            {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+             "current": {}, "hide": 0, "options": [], "refresh": 1, "regex": ""},
+            {"name": "postgres_service", "label": "PostgreSQL metrics Service", "type": "query",
+             "datasource": _DATASOURCE, "definition": services_query,
+             "query": {"query": services_query, "refId": "PostgresServices"},
+             "current": {}, "hide": 0, "includeAll": True, "allValue": ".+", "multi": True,
+             "options": [], "refresh": 2, "regex": "", "sort": 1},
+        ]},
+        "annotations": {"list": []},
+        "panels": _layout([("Pgpool-II", pgpool_panels), ("PostgreSQL", postgres_panels)]),
+    }
+    return json.dumps(dashboard, sort_keys=True, indent=2) + "\n"

@@ -1,0 +1,439 @@
+"""Pure renderers of Pgpool-II's files: pgpool.conf (or its PGPOOL_PARAMS_* env form), pool_hba.conf,
+pool_passwd, .pgpoolkey, pcp.conf and .pcppass.
+
+Deterministic text from settings, no I/O and no Pulumi, so the component, the data-plane harness and
+the tests all render the same bytes. Every value reaching a file is checked against the reader of that
+file (pgpool's lexer, its pool_passwd/pcp.conf readers, the pcp client's .pcppass reader), so no value
+can end a line early or add one. Limits cited below are from Pgpool-II 4.3/4.5 sources.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import posixpath
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Iterable, Sequence
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from components.backends import Backends
+from components.settings import MAX_NAME_BYTES, PG_ROLE, Credential, PgpoolSettings
+
+ConfValue = bool | int | str | PurePosixPath
+"""A pgpool.conf value; PurePosixPath marks a path the image's entrypoint sets itself in env mode."""
+
+POOL_KEY_MAX_BYTES = 255
+"""pgpool and pg_enc read the key with fgets into a 256-byte buffer: byte 256 on is silently dropped."""
+POOL_PASSWD_ENTRY_MAX = 128
+"""pgpool reads at most 128 characters of a pool_passwd entry (getNextToken): an AES entry for a
+password over 79 bytes is longer, and pgpool fails to decrypt the truncated entry."""
+PCP_USER_MAX_BYTES = MAX_NAME_BYTES - 1
+"""The pcp client refuses user names of 128 bytes or more."""
+PCPPASS_LINE_MAX = 64 * 5 - 1
+"""The pcp client reads .pcppass lines with fgets into NAMEDATALEN*5 bytes; longer lines split."""
+SSL_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL"
+"""TLS 1.2 AEAD suites only (TLS 1.3 suites are configured apart). Pgpool has no
+ssl_min_protocol_version (4.3 to 4.5 ignore the name), but TLS 1.0/1.1 cannot use these suites,
+so they are the minimum-version setting."""
+LOG_LINE_PREFIX = "%m: %a pid %p: "
+IMAGE_PGPOOL_BINARY = "/opt/pgpool-II/bin/pgpool"
+
+
+@dataclass(frozen=True)
+class PgpoolPaths:
+    """Where Pgpool-II's files live in its container; every path in pgpool.conf comes from here.
+
+    The defaults are the Kubernetes layout; the data-plane harness overrides them for a local run.
+    """
+
+    config_dir: str = "/config"
+    """pgpool.conf and pool_hba.conf, mounted from the ConfigMap."""
+    secrets_dir: str = "/run/pgpool-secrets"
+    """pool_passwd, .pgpoolkey, pcp.conf, .pcppass, tls.crt and tls.key, copied here with mode 0600 by an
+    init step: Kubernetes cannot give a Secret's files to uid 70 with mode 0600, and pgpool wants that."""
+    socket_dir: str = "/var/run/pgpool"
+    """Unix sockets of pgpool (the readiness probe's psql connects here), PCP and the watchdog IPC."""
+    pid_file: str = "/var/run/pgpool/pgpool.pid"
+    logdir: str = "/tmp"
+    """Where pgpool keeps pgpool_status (discarded at start by -D)."""
+
+    def _secret(self, name: str) -> str:
+        return posixpath.join(self.secrets_dir, name)
+
+    @property
+    def pgpool_conf(self) -> str:
+        return posixpath.join(self.config_dir, "pgpool.conf")
+
+    @property
+    def pool_hba(self) -> str:
+        return posixpath.join(self.config_dir, "pool_hba.conf")
+
+    @property
+    def pool_passwd(self) -> str:
+        return self._secret("pool_passwd")
+
+    @property
+    def pool_key(self) -> str:
+        return self._secret(".pgpoolkey")
+
+    @property
+    def pcp_conf(self) -> str:
+        return self._secret("pcp.conf")
+
+    @property
+    def pcppass(self) -> str:
+        """The PCPPASSFILE of the liveness probe's `pcp_node_count -w`."""
+        return self._secret("pcppass")
+
+    @property
+    def tls_cert(self) -> str:
+        return self._secret("tls.crt")
+
+    @property
+    def tls_key(self) -> str:
+        return self._secret("tls.key")
+
+
+def pgpool_command(paths: PgpoolPaths = PgpoolPaths(), binary: str = IMAGE_PGPOOL_BINARY) -> list[str]:
+    """The foreground pgpool command reading the files at `paths`.
+
+    -D discards pgpool_status so a node marked down before a container restart is not kept down:
+    on Kubernetes the Services behind both nodes are always there.
+    """
+    return [binary, "-n", "-D", "-f", paths.pgpool_conf, "-F", paths.pcp_conf,
+            "-a", paths.pool_hba, "-k", paths.pool_key]
+
+
+# --- pgpool.conf values ------------------------------------------------------------------
+
+
+def _conf_string_problem(value: str) -> str | None:
+    """Why `value` cannot be written between single quotes in pgpool.conf, or None.
+
+    Pgpool's lexer (src/config/pool_config.l) keeps what is between the quotes verbatim, with no
+    unescaping: a backslash pairs with the next character and stays, a quote ends the string and a
+    line break ends the line. So a value is written as is, and the few it cannot hold are refused
+    (escaping them, as PostgreSQL's parser would want, would silently change the value).
+    """
+    if "'" in value:
+        return "contains a single quote, which pgpool.conf cannot hold inside a quoted value"
+    if any(c in value for c in "\n\r\0"):
+        return "contains a line break or NUL byte"
+    if (len(value) - len(value.rstrip("\\"))) % 2:
+        return "ends in a lone backslash, which would escape the closing quote"
+    return None
+
+
+def quote_conf_value(name: str, value: str) -> str:
+    """`value` single-quoted for pgpool.conf; ValueError naming the parameter if it cannot be."""
+    problem = _conf_string_problem(value)
+    if problem:
+        raise ValueError(f"pgpool.conf parameter {name} = {value!r} {problem}; remove that character")
+    return f"'{value}'"
+
+
+def _text(value: ConfValue) -> str:
+    """A value's text, booleans as pgpool's on/off."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _conf_value(name: str, value: ConfValue) -> str:
+    text = _text(value)
+    return text if isinstance(value, (bool, int)) else quote_conf_value(name, text)
+
+
+def _env_value(name: str, value: ConfValue) -> str:
+    """`value` as the image's entrypoint needs it in PGPOOL_PARAMS_<NAME>.
+
+    The entrypoint runs `printenv | sed -nr "s/^PGPOOL_PARAMS_(.*)=(.*)/\\L\\1 = '\\E\\2'/p"`: the value
+    lands between quotes unescaped (so the pgpool.conf rules apply), and the greedy first group
+    splits at the LAST '=', so a value containing '=' would corrupt the parameter name.
+    """
+    text = _text(value)
+    problem = _conf_string_problem(text) or ("contains '=', which the image's sed takes as the "
+                                             "end of the parameter name" if "=" in text else None)
+    if problem:
+        raise ValueError(f"PGPOOL_PARAMS_{name.upper()} = {text!r} {problem}; remove that character")
+    return text
+
+
+# --- pgpool.conf -------------------------------------------------------------------------
+
+Block = tuple[str, tuple[tuple[str, ConfValue], ...]]
+"""A comment naming the rule a group of parameters implements, and the parameters."""
+
+
+def _blocks(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> list[Block]:
+    """Every parameter, grouped by the rule it implements; the single source of both forms."""
+    path = PurePosixPath  # marks the paths the image manages in env mode
+    sockets = path(paths.socket_dir)
+    return [
+        ("Guide: listen on every address; clients come through the Service.", (
+            ("listen_addresses", "*"),
+            ("port", pgpool.port),
+            ("pcp_listen_addresses", "*"),
+            ("pcp_port", pgpool.pcp_port),
+        )),
+        ("Files. Both socket names: 4.4 renamed socket_dir; each version ignores the other one.", (
+            # A plain string: the image's entrypoint sets socket_dir but not the 4.4 name, so env
+            # mode needs it too or 4.4+ puts the socket in /tmp, away from the readiness probe.
+            ("unix_socket_directories", paths.socket_dir),
+            ("socket_dir", sockets),
+            ("pcp_socket_dir", sockets),
+            ("wd_ipc_socket_dir", sockets),
+            ("pid_file_name", path(paths.pid_file)),
+            ("logdir", path(paths.logdir)),
+        )),
+        ("Guide 'Backend settings': node 0 = primary Service, node 1 = replica Service.", (
+            ("backend_clustering_mode", "streaming_replication"),
+            *_backend(0, backends.host(backends.primary_service, namespace), backends.port,
+                      pgpool.backend_weight0, "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER"),
+            *_backend(1, backends.host(backends.replica_service, namespace), backends.port,
+                      pgpool.backend_weight1, "DISALLOW_TO_FAILOVER"),
+        )),
+        ("Guide 'Automated failover': health check, failover and watchdog off.", (
+            ("failover_on_backend_error", False),
+            ("health_check_period", 0),
+            ("failover_command", ""),
+            ("failback_command", ""),
+            ("use_watchdog", False),
+        )),
+        ("Guide 'Load balancing', pooling; reserved_connections: excess clients get an error, not a hang.", (
+            ("load_balance_mode", True),
+            ("connection_cache", True),
+            ("statement_level_load_balance", pgpool.statement_level_load_balance),
+            ("disable_load_balance_on_write", pgpool.disable_load_balance_on_write),
+            ("num_init_children", pgpool.num_init_children),
+            ("max_pool", pgpool.max_pool),
+            ("reserved_connections", pgpool.reserved_connections),
+            ("child_life_time", pgpool.child_life_time),
+            ("connection_life_time", pgpool.connection_life_time),
+            ("client_idle_limit", pgpool.client_idle_limit),
+        )),
+        ("Guide 'Streaming replication check': empty sr_check_password = take it from pool_passwd.", (
+            ("sr_check_period", pgpool.sr_check_period),
+            ("sr_check_user", pgpool.sr_check_user),
+            ("sr_check_password", ""),
+        )),
+        ("Guide 'Register password to pool_passwd', 'Generating pool_hba.conf': no clear-text auth.", (
+            ("enable_pool_hba", True),
+            ("pool_passwd", path(paths.pool_passwd)),
+            ("allow_clear_text_frontend_auth", False),
+        )),
+        ("Guide 'TLS settings': AEAD suites only, so TLS 1.2 at least.", (
+            ("ssl", pgpool.ssl),
+            *((("ssl_key", path(paths.tls_key)), ("ssl_cert", path(paths.tls_cert))) if pgpool.ssl else ()),
+            ("ssl_ciphers", SSL_CIPHERS),
+            ("ssl_prefer_server_ciphers", True),
+        )),
+        ("Logs to stderr for the container runtime.", (
+            ("log_destination", "stderr"),
+            ("logging_collector", False),
+            ("log_line_prefix", LOG_LINE_PREFIX),
+        )),
+    ]
+
+
+def _backend(node: int, host: str, port: int, weight: int, flag: str) -> tuple[tuple[str, ConfValue], ...]:
+    return (
+        (f"backend_hostname{node}", host),
+        (f"backend_port{node}", port),
+        (f"backend_weight{node}", weight),
+        (f"backend_flag{node}", flag),
+    )
+
+
+def render_pgpool_conf(pgpool: PgpoolSettings, backends: Backends, namespace: str,
+                       paths: PgpoolPaths = PgpoolPaths()) -> str:
+    """The whole pgpool.conf for the ConfigMap."""
+    lines = ["# Generated by pgpool-k8s (components/pgpool_config.py); edit the stack settings, not this file."]
+    for rule, params in _blocks(pgpool, backends, namespace, paths):
+        lines += ["", f"# {rule}"]
+        lines += [f"{name} = {_conf_value(name, value)}" for name, value in params]
+    return "\n".join(lines) + "\n"
+
+
+def render_pgpool_env(pgpool: PgpoolSettings, backends: Backends, namespace: str) -> list[tuple[str, str]]:
+    """The same parameters as PGPOOL_PARAMS_<NAME> variables, in pgpool.conf order.
+
+    The paths the image's entrypoint manages (socket_dir, pool_passwd, TLS, ...) are left out;
+    unix_socket_directories stays, at the image's socket directory.
+    """
+    return [
+        (f"PGPOOL_PARAMS_{name.upper()}", _env_value(name, value))
+        for _, params in _blocks(pgpool, backends, namespace, PgpoolPaths())
+        for name, value in params
+        if not isinstance(value, PurePosixPath)
+    ]
+
+
+# --- pool_hba.conf -----------------------------------------------------------------------
+
+
+def render_pool_hba(pgpool: PgpoolSettings, monitor_user: str) -> str:
+    """Client authentication: the monitor user over the pod-local socket, everyone else by password.
+
+    The readiness probe runs psql as the monitor user on the unix socket inside the pod, hence trust
+    there. With ssl on there are only hostssl lines, so a client without TLS matches nothing and is
+    refused; trust is never given to a host.
+    """
+    if not PG_ROLE.match(monitor_user):
+        raise ValueError(f"pool_hba.conf: monitor user {monitor_user!r} is not a plain role name; "
+                         "use letters, digits, '_' or '$'")
+    host_type = "hostssl" if pgpool.ssl else "host"
+    method = pgpool.password_encryption
+    rows = [
+        ("local", "all", monitor_user, "", "trust"),
+        (host_type, "all", "all", "0.0.0.0/0", method),
+        (host_type, "all", "all", "::/0", method),
+    ]
+    lines = ["# Generated by pgpool-k8s (components/pgpool_config.py).",
+             "# TYPE   DATABASE  USER       ADDRESS    METHOD"]
+    lines += [f"{t:<8} {d:<9} {u:<10} {a:<10} {m}".rstrip() for t, d, u, a, m in rows]
+    return "\n".join(lines) + "\n"
+
+
+# --- pool_passwd, .pgpoolkey, pcp.conf, .pcppass --------------------------------------------
+
+
+def _check_user(user: str, limit: int = MAX_NAME_BYTES) -> None:
+    """A user name pgpool's pool_passwd and pcp.conf readers take back whole.
+
+    They split lines at the first ':' and pool_passwd's reader treats '\\' as an escape.
+    """
+    if not user or any(c in user for c in ":\\\n\r\0"):
+        raise ValueError(f"user name {user!r} is empty or contains ':', '\\', a line break or NUL; "
+                         "pgpool's password files cannot hold it")
+    if len(user.encode()) > limit:
+        raise ValueError(f"user name {user!r} is longer than {limit} bytes, pgpool's limit")
+
+
+def _check_password(user: str, password: str) -> None:
+    """A password pgpool's tools accept. Never echoes it: only the user is named.
+
+    A ':' is fine (the files hold a hash or a cipher text), a line break is not (.pcppass and
+    pgpool's own tools are line based).
+    """
+    if not password:
+        raise ValueError(f"user {user!r} has no password")
+    if any(c in password for c in "\n\r\0"):
+        raise ValueError(f"the password of user {user!r} contains a line break or NUL byte; set one without")
+    if len(password.encode()) > MAX_NAME_BYTES:
+        raise ValueError(f"the password of user {user!r} is longer than {MAX_NAME_BYTES} bytes, pgpool's limit")
+
+
+def _check_pool_key(pool_key: str) -> bytes:
+    """The key as pgpool reads it from the first line of .pgpoolkey."""
+    key = pool_key.encode()
+    if not key or any(c in pool_key for c in "\n\r\0"):
+        raise ValueError("the pool key is empty or contains a line break or NUL byte; set one without")
+    if len(key) > POOL_KEY_MAX_BYTES:
+        raise ValueError(f"the pool key is {len(key)} bytes; pgpool reads only the first "
+                         f"{POOL_KEY_MAX_BYTES}, so set one of at most {POOL_KEY_MAX_BYTES} bytes")
+    return key
+
+
+def _evp_bytes_to_key(secret: bytes, key_len: int = 32, iv_len: int = 16) -> tuple[bytes, bytes]:
+    """OpenSSL's EVP_BytesToKey with SHA-1, no salt and one round, as pgpool's AES entries use."""
+    derived, block = b"", b""
+    while len(derived) < key_len + iv_len:
+        block = hashlib.sha1(block + secret).digest()
+        derived += block
+    return derived[:key_len], derived[key_len:key_len + iv_len]
+
+
+def _aes_entry(password: str, pool_key: str) -> str:
+    key, iv = _evp_bytes_to_key(_check_pool_key(pool_key))
+    padder = padding.PKCS7(algorithms.AES.block_size).padder()
+    padded = padder.update(password.encode()) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return "AES" + base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode()
+
+
+def _md5_hex(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def pool_passwd_entry(user: str, password: str, method: str, pool_key: str) -> str:
+    """One pool_passwd line (no newline): `user:AES...` for scram-sha-256, `user:md5...` for md5.
+
+    scram-sha-256 needs the real password (pgpool logs in to the backend with it), so the entry is
+    AES-encrypted with the pool key, exactly as pg_enc does; md5 stores md5(password + user) as pg_md5 -m.
+    """
+    _check_user(user)
+    _check_password(user, password)
+    if method == "scram-sha-256":
+        entry = _aes_entry(password, pool_key)
+    elif method == "md5":
+        entry = "md5" + _md5_hex(password + user)
+    else:
+        raise ValueError(f"password method {method!r}: use scram-sha-256 or md5")
+    if len(entry) > POOL_PASSWD_ENTRY_MAX:
+        raise ValueError(f"the password of user {user!r} is too long for pool_passwd: pgpool reads "
+                         f"{POOL_PASSWD_ENTRY_MAX} characters of an entry, so AES passwords must be at most 79 bytes")
+    return f"{user}:{entry}"
+
+
+def render_pool_passwd(users: Sequence[Credential], method: str, pool_key: str) -> str:
+    """pool_passwd for every user with a password.
+
+    Users without one are skipped: in env mode the operator's Secret supplies them at pod start.
+    """
+    return _lines(pool_passwd_entry(u.name, u.password, method, pool_key) for u in users if u.password)
+
+
+def render_pool_key(pool_key: str) -> str:
+    """.pgpoolkey: the key and one newline (pgpool reads the first line)."""
+    _check_pool_key(pool_key)
+    return pool_key + "\n"
+
+
+def render_pcp_conf(pcp: Credential) -> str:
+    """pcp.conf: `user:md5(password)`, without prefix, as `pg_md5 PASSWORD` prints it."""
+    _check_user(pcp.name, PCP_USER_MAX_BYTES)
+    _check_password(pcp.name, pcp.password)
+    return _lines([f"{pcp.name}:{_md5_hex(pcp.password)}"])
+
+
+def _pcppass_field(text: str) -> str:
+    """The pcp client's .pcppass reader treats '\\' as an escape and ':' as the separator."""
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def render_pcppass(pcp: Credential, port: int, host: str = "*") -> str:
+    """.pcppass for `pcp_* -w`: `host:port:user:password`; a host of `*` matches any host."""
+    _check_user(pcp.name, PCP_USER_MAX_BYTES)
+    _check_password(pcp.name, pcp.password)
+    if not host or any(c in host for c in "\n\r\0"):
+        raise ValueError(f".pcppass host {host!r} is empty or contains a line break or NUL byte")
+    host_field = host if host == "*" else _pcppass_field(host)
+    line = ":".join([host_field, str(port), _pcppass_field(pcp.name), _pcppass_field(pcp.password)])
+    if len(line.encode()) + 1 > PCPPASS_LINE_MAX:
+        raise ValueError(f".pcppass line for user {pcp.name!r} is longer than the {PCPPASS_LINE_MAX} "
+                         "bytes the pcp client reads; use a shorter password")
+    return line + "\n"
+
+
+def _lines(lines: Iterable[str]) -> str:
+    return "".join(f"{line}\n" for line in lines)
+
+
+# --- checksum -----------------------------------------------------------------------------
+
+
+def config_checksum(*texts: str) -> str:
+    """sha256 over the texts, each prefixed with its length, for the pod-template annotation.
+
+    The length prefix keeps ("ab", "c") and ("a", "bc") apart, so moving a line between files
+    still rolls the pods.
+    """
+    digest = hashlib.sha256()
+    for text in texts:
+        data = text.encode()
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()

@@ -1,0 +1,11 @@
+"""Every policy of the pack, in the order the README lists them."""
+
+from __future__ import annotations
+
+from pulumi_policy import Policy
+
+from . import minimal_config, monitoring, security, sizing
+
+PACK_NAME = "pgpool-k8s-policies"
+
+POLICIES: list[Policy] = [*minimal_config.POLICIES, *sizing.POLICIES, *security.POLICIES, *monitoring.POLICIES]

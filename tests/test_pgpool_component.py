@@ -1,0 +1,493 @@
+"""The Pgpool component under Pulumi mocks: files, credentials, the Deployment, Services, policies.
+
+Every test runs the whole program (tests/conftest.py's `stack_run`) and asserts on the
+properties of what it registers, as the Kubernetes API would receive them.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+
+import pytest
+
+from tests.recorded_run import plain_strings, secret_values
+from tests.program_run import is_secret, unwrap
+
+SECRET_FILES = {"pool_passwd", ".pgpoolkey", "pcp.conf", "pcppass"}
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def deployment(run):
+    return run.find("apps/v1:Deployment", "pgpool").props
+
+
+def pod_spec(run):
+    return deployment(run)["spec"]["template"]["spec"]
+
+
+def container(run, name):
+    spec = pod_spec(run)
+    [found] = [c for c in spec["containers"] + spec.get("initContainers", []) if c["name"] == name]
+    return found
+
+
+def env_of(run, name="pgpool"):
+    return {e["name"]: e for e in container(run, name).get("env", [])}
+
+
+def volume(run, name):
+    [found] = [v for v in pod_spec(run)["volumes"] if v["name"] == name]
+    return found
+
+
+def mount_dir(run, container_name, volume_name):
+    [found] = [m["mountPath"] for m in container(run, container_name)["volumeMounts"] if m["name"] == volume_name]
+    return found
+
+
+def config_files(run):
+    return run.find("core/v1:ConfigMap", "pgpool-config").props["data"]
+
+
+def secret_files(run, name="pgpool-files"):
+    return run.find("core/v1:Secret", name).props["stringData"]
+
+
+def pgpool_conf(run) -> dict[str, str]:
+    """pgpool.conf parameters, quotes removed."""
+    params = {}
+    for line in config_files(run)["pgpool.conf"].splitlines():
+        match = re.fullmatch(r"(\w+) = (.*)", line)
+        if match:
+            params[match[1]] = match[2].strip("'")
+    return params
+
+
+def hba_rows(run) -> list[list[str]]:
+    return [line.split() for line in config_files(run)["pool_hba.conf"].splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def checksum(run) -> str:
+    return deployment(run)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+
+def users_in(text: str) -> set[str]:
+    return {line.split(":", 1)[0] for line in text.splitlines()}
+
+
+# --- configmap mode -------------------------------------------------------------------------
+
+
+def test_configmap_mode_splits_config_from_secrets(dev_run):
+    assert set(config_files(dev_run)) == {"pgpool.conf", "pool_hba.conf"}
+    files = dev_run.find("core/v1:Secret", "pgpool-files")
+    assert set(files.props["stringData"]) == SECRET_FILES
+    assert list(plain_strings(files.inputs["stringData"])) == []  # every value secret-marked
+    assert files.props["stringData"][".pgpoolkey"] == dev_run.secrets["poolKey"] + "\n"
+    assert users_in(files.props["stringData"]["pool_passwd"]) == {"postgres", "monitor", "app"}
+    assert users_in(files.props["stringData"]["pcp.conf"]) == {"pcp"}
+
+
+def test_pgpool_starts_on_the_mounted_files(dev_run):
+    command = container(dev_run, "pgpool")["command"]
+    flags = dict(zip(command, command[1:]))
+    config_dir = mount_dir(dev_run, "pgpool", "config")
+    secrets_dir = mount_dir(dev_run, "pgpool", "prepared-secrets")
+    assert flags["-f"] == posixpath.join(config_dir, "pgpool.conf")
+    assert flags["-a"] == posixpath.join(config_dir, "pool_hba.conf")
+    assert flags["-F"] == posixpath.join(secrets_dir, "pcp.conf")
+    assert flags["-k"] == posixpath.join(secrets_dir, ".pgpoolkey")
+    assert pgpool_conf(dev_run)["pool_passwd"] == posixpath.join(secrets_dir, "pool_passwd")
+    assert "-n" in command  # foreground, so the container lives as long as pgpool
+
+
+def test_secret_files_reach_pgpool_with_mode_0600(dev_run):
+    assert volume(dev_run, "secret-files")["secret"] == {"secretName": "pgpool-files", "defaultMode": 0o600}
+    assert volume(dev_run, "tls")["secret"]["defaultMode"] == 0o600
+    # Kubernetes gives Secret files to the fsGroup with group read: the init container copies them
+    # under umask 077 into a memory emptyDir that the pgpool container only reads.
+    prepared = volume(dev_run, "prepared-secrets")["emptyDir"]
+    assert prepared["medium"] == "Memory"
+    init = container(dev_run, "prepare-secrets")
+    script = init["command"][-1]
+    assert script.startswith("umask 077 && ")
+    source = mount_dir(dev_run, "prepare-secrets", "secret-files")
+    target = mount_dir(dev_run, "prepare-secrets", "prepared-secrets")
+    assert target == mount_dir(dev_run, "pgpool", "prepared-secrets")
+    for name in SECRET_FILES:
+        assert f"cp {source}/{name} {target}/{name}" in script
+    pgpool_mount = [m for m in container(dev_run, "pgpool")["volumeMounts"] if m["name"] == "prepared-secrets"]
+    assert pgpool_mount[0]["readOnly"] is True
+
+
+# --- env mode -------------------------------------------------------------------------------
+
+
+def test_env_mode_configures_through_pgpool_params(stack_run):
+    run = stack_run(pgpoolMode="env", numInitChildren="20", statementLevelLoadBalance="true")
+    env = env_of(run)
+    assert env["PGPOOL_PARAMS_NUM_INIT_CHILDREN"]["value"] == "20"
+    assert env["PGPOOL_PARAMS_STATEMENT_LEVEL_LOAD_BALANCE"]["value"] == "on"
+    assert env["PGPOOL_PARAMS_BACKEND_HOSTNAME0"]["value"] == "pg.pgpool-dev.svc.cluster.local"
+    assert env["PGPOOL_PARAMS_BACKEND_FLAG0"]["value"] == "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER"
+    assert env["PGPOOL_PARAMS_LOAD_BALANCE_MODE"]["value"] == "on"
+    assert "command" not in container(run, "pgpool")  # the image's entrypoint writes pgpool.conf
+    # Only pool_hba.conf is mounted; the image writes pool_passwd, pcp.conf and its key itself.
+    assert set(config_files(run)) == {"pool_hba.conf"}
+    assert set(secret_files(run)) == {"pcppass"}
+
+
+def test_env_mode_credentials_only_by_secret_reference(stack_run):
+    run = stack_run(pgpoolMode="env", users='["app", "reporting"]')
+    env = env_of(run)
+    expected = {"POSTGRES": ("pg-auth", "postgres"), "MONITOR": ("pgpool-user-monitor", "monitor"),
+                "APP": ("pgpool-user-app", "app"), "REPORTING": ("pgpool-user-reporting", "reporting"),
+                "PGPOOL_PCP": ("pgpool-pcp", "pcp")}
+    for prefix, (secret, user) in expected.items():
+        name_var = f"{prefix}_USER" if prefix == "PGPOOL_PCP" else f"{prefix}_USERNAME"
+        for variable, key in ((name_var, "username"), (f"{prefix}_PASSWORD", "password")):
+            assert "value" not in env[variable], variable
+            assert env[variable]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}
+        assert run.find("core/v1:Secret", secret).props["stringData"]["username"] == user
+    passwords = set(secret_values(run.secrets).values())
+    for entry in env.values():
+        assert entry.get("value") not in passwords
+
+
+# --- TLS ------------------------------------------------------------------------------------
+
+
+def test_ssl_on_accepts_only_tls_clients(dev_run):
+    rows = hba_rows(dev_run)
+    assert {row[0] for row in rows} == {"local", "hostssl"}
+    assert all(row[-1] != "trust" for row in rows if row[0] != "local")
+    assert env_of(dev_run, "exporter")["SSLMODE"]["value"] == "require"
+    conf = pgpool_conf(dev_run)
+    assert conf["ssl"] == "on"
+    secrets_dir = mount_dir(dev_run, "pgpool", "prepared-secrets")
+    assert {conf["ssl_cert"], conf["ssl_key"]} == {f"{secrets_dir}/tls.crt", f"{secrets_dir}/tls.key"}
+    tls = dev_run.find("core/v1:Secret", "pgpool-tls")
+    assert tls.props["type"] == "kubernetes.io/tls"
+    assert tls.props["stringData"] == {"tls.crt": dev_run.secrets["tlsCert"], "tls.key": dev_run.secrets["tlsKey"]}
+    assert list(plain_strings(tls.inputs["stringData"])) == []
+
+
+def test_ssl_off_uses_plain_host_lines(stack_run):
+    run = stack_run(ssl="false")
+    assert {row[0] for row in hba_rows(run)} == {"local", "host"}
+    assert env_of(run, "exporter")["SSLMODE"]["value"] == "disable"
+    assert pgpool_conf(run)["ssl"] == "off" and "ssl_cert" not in pgpool_conf(run)
+    assert "pgpool-tls" not in {s.name for s in run.of_type("core/v1:Secret")}
+    assert "tls" not in {v["name"] for v in pod_spec(run)["volumes"]}
+
+
+def test_user_supplied_tls_secret_replaces_the_generated_one(stack_run):
+    run = stack_run(tlsSecretName="company-cert")
+    assert "pgpool-tls" not in {s.name for s in run.of_type("core/v1:Secret")}
+    assert volume(run, "tls")["secret"]["secretName"] == "company-cert"
+    tls_dir = mount_dir(run, "prepare-secrets", "tls")
+    assert f"cp {tls_dir}/tls.crt {tls_dir}/tls.key" in container(run, "prepare-secrets")["command"][-1]
+    assert pgpool_conf(run)["ssl"] == "on"
+
+
+# --- users, weights, load balancing ---------------------------------------------------------
+
+
+def test_every_user_gets_a_pool_passwd_entry_and_a_secret(stack_run):
+    run = stack_run(users='["app", "reporting", "etl"]')
+    assert users_in(secret_files(run)["pool_passwd"]) == {"postgres", "monitor", "app", "reporting", "etl"}
+    passwords = json.loads(run.secrets["userPasswords"])
+    for user in ("app", "reporting", "etl"):
+        secret = run.find("core/v1:Secret", f"pgpool-user-{user}")
+        assert secret.props["type"] == "kubernetes.io/basic-auth"
+        assert secret.props["stringData"] == {"username": user, "password": passwords[user]}
+        assert list(plain_strings(secret.inputs["stringData"])) == []
+
+
+def test_md5_client_auth(stack_run):
+    run = stack_run(passwordEncryption="md5")
+    entries = dict(line.split(":", 1) for line in secret_files(run)["pool_passwd"].splitlines())
+    assert all(entry.startswith("md5") for entry in entries.values())
+    assert {row[-1] for row in hba_rows(run) if row[0] != "local"} == {"md5"}
+
+
+@pytest.mark.parametrize("overrides, weight0, weight1", [
+    ({}, "1", "2"),  # default: the number of standbys behind the replica Service
+    ({"postgresReplicas": "5"}, "1", "4"),
+    ({"backendWeight0": "0", "backendWeight1": "7"}, "0", "7"),
+])
+def test_backend_weights(stack_run, overrides, weight0, weight1):
+    conf = pgpool_conf(stack_run(**overrides))
+    assert (conf["backend_weight0"], conf["backend_weight1"]) == (weight0, weight1)
+    assert conf["backend_flag0"] == "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER"
+    assert conf["backend_flag1"] == "DISALLOW_TO_FAILOVER"
+
+
+def test_streaming_replication_check_reads_its_password_from_pool_passwd(dev_run, stack_run):
+    assert pgpool_conf(dev_run)["sr_check_period"] == "0"
+    run = stack_run(srCheckPeriod="10", srCheckUser="monitor")
+    conf = pgpool_conf(run)
+    assert (conf["sr_check_period"], conf["sr_check_user"], conf["sr_check_password"]) == ("10", "monitor", "")
+    assert "monitor" in users_in(secret_files(run)["pool_passwd"])
+
+
+def test_load_balancing_settings(dev_run, stack_run):
+    assert pgpool_conf(dev_run)["statement_level_load_balance"] == "off"
+    conf = pgpool_conf(stack_run(statementLevelLoadBalance="true", disableLoadBalanceOnWrite="always"))
+    assert conf["statement_level_load_balance"] == "on"
+    assert conf["disable_load_balance_on_write"] == "always"
+    assert conf["load_balance_mode"] == "on" and conf["connection_cache"] == "on"
+
+
+# --- the Deployment -------------------------------------------------------------------------
+
+
+def test_deployment_replicas_and_pinned_images(stack_run):
+    run = stack_run(pgpoolReplicas="3", pgpoolImage="pgpool/pgpool:4.6.1", exporterImage="pgpool/pgpool2_exporter:1.2.1")
+    assert deployment(run)["spec"]["replicas"] == 3
+    assert container(run, "pgpool")["image"] == "pgpool/pgpool:4.6.1"
+    assert container(run, "prepare-secrets")["image"] == "pgpool/pgpool:4.6.1"
+    assert container(run, "exporter")["image"] == "pgpool/pgpool2_exporter:1.2.1"
+
+
+def test_probes_run_real_queries(dev_run):
+    pgpool = container(dev_run, "pgpool")
+    socket_dir = mount_dir(dev_run, "pgpool", "sockets")
+    for probe in ("readinessProbe", "startupProbe"):
+        command = pgpool[probe]["exec"]["command"]
+        assert command[0] == "psql" and "SELECT 1" in command
+        assert command[command.index("-h") + 1] == socket_dir
+        assert command[command.index("-U") + 1] == "monitor"
+    # The probe's psql has no password: pool_hba trusts the monitor user on the pod-local socket only.
+    assert ["local", "all", "monitor", "trust"] in hba_rows(dev_run)
+    liveness = pgpool["livenessProbe"]["exec"]["command"]
+    assert liveness[0].startswith("pcp_") and "-w" in liveness
+    assert env_of(dev_run)["PCPPASSFILE"]["value"] == posixpath.join(
+        mount_dir(dev_run, "pgpool", "prepared-secrets"), "pcppass")
+    for probe in ("readinessProbe", "startupProbe", "livenessProbe"):
+        assert "tcpSocket" not in pgpool[probe]
+
+
+def test_every_container_has_requests_and_limits(stack_run):
+    run = stack_run(pgpoolCpuRequest="300m", pgpoolMemoryLimit="1Gi")
+    for name in ("pgpool", "exporter", "prepare-secrets"):
+        resources = container(run, name)["resources"]
+        assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory"}, name
+    assert container(run, "pgpool")["resources"]["requests"]["cpu"] == "300m"
+    assert container(run, "pgpool")["resources"]["limits"]["memory"] == "1Gi"
+
+
+@pytest.mark.parametrize("mode", ["configmap", "env"])
+def test_every_container_is_restricted(stack_run, mode):
+    run = stack_run(pgpoolMode=mode)
+    pod = pod_spec(run)
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0
+    assert pod["automountServiceAccountToken"] is False
+    for c in pod["containers"] + pod["initContainers"]:
+        context = c["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False, c["name"]
+        assert context["capabilities"] == {"drop": ["ALL"]}, c["name"]
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}, c["name"]
+        assert context["readOnlyRootFilesystem"] is True, c["name"]
+        assert context["runAsNonRoot"] is True, c["name"]
+        assert context.get("runAsUser", pod["securityContext"]["runAsUser"]) > 0, c["name"]
+    # The exporter image's default user is root: it needs its own explicit UID.
+    assert container(run, "exporter")["securityContext"]["runAsUser"] > 0
+    # Writable paths on a read-only root filesystem are emptyDirs.
+    for path in ("/tmp", mount_dir(run, "pgpool", "sockets")):
+        [mount] = [m for m in container(run, "pgpool")["volumeMounts"] if m["mountPath"] == path]
+        assert "emptyDir" in volume(run, mount["name"])
+
+
+def test_soft_anti_affinity_and_one_selector(dev_run):
+    spec = deployment(dev_run)["spec"]
+    selector = spec["selector"]["matchLabels"]
+    assert selector.items() <= spec["template"]["metadata"]["labels"].items()
+    anti = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in anti
+    [term] = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == selector
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert re.fullmatch(r"[0-9a-f]{64}", checksum(dev_run))
+
+
+def test_exporter_sidecar_logs_in_as_the_monitor_user(stack_run):
+    run = stack_run(monitorUser="watcher")
+    exporter = container(run, "exporter")
+    assert exporter["ports"] == [{"name": "metrics", "containerPort": 9719}]
+    env = env_of(run, "exporter")
+    for variable, key in (("POSTGRES_USERNAME", "username"), ("POSTGRES_PASSWORD", "password")):
+        assert "value" not in env[variable]
+        assert env[variable]["valueFrom"]["secretKeyRef"] == {"name": "pgpool-user-watcher", "key": key}
+    monitor = run.find("core/v1:Secret", "pgpool-user-watcher").props["stringData"]
+    assert monitor == {"username": "watcher", "password": run.secrets["monitorPassword"]}
+    assert env["PGPOOL_SERVICE_PORT"]["value"] == "9999"
+
+
+# --- Services, PodDisruptionBudget, NetworkPolicy ------------------------------------------
+
+
+def test_services(stack_run):
+    run = stack_run(pgpoolPort="6432")
+    selector = deployment(run)["spec"]["selector"]["matchLabels"]
+    service = run.find("core/v1:Service", "pgpool").props["spec"]
+    assert service["ports"] == [{"name": "postgres", "port": 6432, "targetPort": "postgres"}]
+    assert {"name": "postgres", "containerPort": 6432} in container(run, "pgpool")["ports"]
+    assert service["selector"] == selector
+    metrics = run.find("core/v1:Service", "pgpool-metrics").props
+    assert metrics["spec"]["ports"] == [{"name": "metrics", "port": 9719, "targetPort": "metrics"}]
+    assert metrics["spec"]["selector"] == selector
+    assert metrics["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true", "prometheus.io/port": "9719", "prometheus.io/path": "/metrics"}
+
+
+def test_pod_disruption_budget_keeps_pgpool_available(dev_run):
+    spec = dev_run.find("policy/v1:PodDisruptionBudget", "pgpool").props["spec"]
+    assert spec["maxUnavailable"] == 1
+    assert spec["selector"]["matchLabels"] == deployment(dev_run)["spec"]["selector"]["matchLabels"]
+
+
+def test_network_policy_only_when_enabled(dev_run, stack_run):
+    assert dev_run.of_type("networking.k8s.io/v1:NetworkPolicy") == []
+    run = stack_run(networkPolicy="true")
+    spec = run.find("networking.k8s.io/v1:NetworkPolicy", "pgpool").props["spec"]
+    assert spec["podSelector"]["matchLabels"] == deployment(run)["spec"]["selector"]["matchLabels"]
+    assert spec["policyTypes"] == ["Ingress"]
+    clients, scrapers = spec["ingress"]
+    # No client labels: any pod of the stack's namespace (an empty podSelector, no namespaceSelector).
+    [client] = clients["from"]
+    assert list(client) == ["podSelector"] and not any(client["podSelector"].values())
+    assert clients["ports"] == [{"port": 9999, "protocol": "TCP"}]
+    prometheus_labels = run.find("apps/v1:Deployment", "prometheus").props["spec"]["template"]["metadata"]["labels"]
+    [peer] = scrapers["from"]
+    assert peer["podSelector"]["matchLabels"].items() <= prometheus_labels.items()
+    assert "namespaceSelector" not in peer
+    assert scrapers["ports"] == [{"port": 9719, "protocol": "TCP"}]
+
+
+def test_network_policy_admits_the_chosen_clients(stack_run):
+    run = stack_run(networkPolicy="true", networkPolicyClientNamespaceLabels='["team=web"]',
+                    networkPolicyClientPodLabels='["app=shop", "tier=backend"]')
+    clients = run.find("networking.k8s.io/v1:NetworkPolicy", "pgpool").props["spec"]["ingress"][0]
+    # One peer: namespace AND pod labels must both match.
+    assert clients["from"] == [{"namespaceSelector": {"matchLabels": {"team": "web"}},
+                                "podSelector": {"matchLabels": {"app": "shop", "tier": "backend"}}}]
+
+
+def test_network_policy_admits_the_operators_prometheus(stack_run):
+    run = stack_run(networkPolicy="true", prometheusOperator="true")
+    scrapers = run.find("networking.k8s.io/v1:NetworkPolicy", "pgpool").props["spec"]["ingress"][1]
+    # The operator's Prometheus lives in a namespace of its own; these are the labels it gives its pods.
+    assert scrapers["from"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "prometheus", "app.kubernetes.io/managed-by": "prometheus-operator"}}}]
+
+
+def test_network_policy_without_prometheus_admits_only_clients(stack_run):
+    run = stack_run(networkPolicy="true", prometheus="false")
+    assert len(run.find("networking.k8s.io/v1:NetworkPolicy", "pgpool").props["spec"]["ingress"]) == 1
+
+
+# --- the checksum rolls the pods on every change that matters ------------------------------
+
+CONF_CHANGES = [
+    {"numInitChildren": "20"},
+    {"maxPool": "1"},
+    {"childLifeTime": "120"},
+    {"connectionLifeTime": "60"},
+    {"clientIdleLimit": "30"},
+    {"reservedConnections": "2"},
+    {"backendWeight1": "5"},
+    {"backendWeight0": "0"},
+    {"ssl": "false"},
+    {"statementLevelLoadBalance": "true"},
+    {"disableLoadBalanceOnWrite": "dml_adaptive"},
+    {"srCheckPeriod": "10", "srCheckUser": "monitor"},
+    {"passwordEncryption": "md5"},
+    {"postgresPort": "5433"},
+    {"clusterName": "db"},
+    {"tlsSecretName": "company-cert"},
+]
+
+
+@pytest.mark.parametrize("change", CONF_CHANGES, ids=[",".join(c) for c in CONF_CHANGES])
+def test_a_config_change_rolls_the_pods(dev_run, stack_run, change):
+    assert checksum(stack_run(**change)) != checksum(dev_run)
+
+
+SECRET_CHANGES = ["dbPassword", "monitorPassword", "pcpPassword", "userPasswords", "tlsKey", "tlsCert"]
+
+
+# In env mode the image makes its own pool key, so poolKey only matters in configmap mode.
+@pytest.mark.parametrize("mode, key", [("configmap", "poolKey")] + [(mode, key) for mode in ("configmap", "env")
+                                                                   for key in SECRET_CHANGES])
+def test_a_secret_change_rolls_the_pods(stack_run, mode, key):
+    base = stack_run(pgpoolMode=mode)
+    value = '{"app": "another-app-password"}' if key == "userPasswords" else base.secrets[key] + "X"
+    assert checksum(stack_run(secrets={key: value}, pgpoolMode=mode)) != checksum(base)
+
+
+@pytest.mark.parametrize("change", [{"prometheusRetention": "30d"}, {"grafanaDashboard": "false"},
+                                    {"storageSize": "5Gi"}, {"pgpoolReplicas": "3"}])
+def test_an_unrelated_change_keeps_the_pods(dev_run, stack_run, change):
+    assert checksum(stack_run(**change)) == checksum(dev_run)
+
+
+# --- no secret outside a secret ------------------------------------------------------------
+
+LEAK_RUNS = [{}, {"pgpoolMode": "env"}, {"operator": "zalando"}, {"operator": "crunchy", "pgpoolMode": "env"},
+             {"networkPolicy": "true", "prometheusOperator": "true"}, {"srCheckPeriod": "10", "srCheckUser": "app"}]
+
+
+@pytest.mark.parametrize("overrides", LEAK_RUNS, ids=[",".join(f"{k}={v}" for k, v in o.items()) or "dev" for o in LEAK_RUNS])
+def test_no_secret_appears_outside_a_secret_marker(stack_run, overrides):
+    run = stack_run(**overrides)
+    secrets = secret_values(run.secrets)
+    # Values derived from secrets (pool_passwd and pcp.conf lines) are as sensitive as the secrets.
+    for secret in run.of_type("core/v1:Secret"):
+        for text in secret.props["stringData"].values():
+            secrets.update({f"{secret.name} line": line for line in text.splitlines() if len(line) >= 16})
+    for resource in run.resources:
+        for path, text in plain_strings(resource.inputs):
+            for key, value in secrets.items():
+                assert value not in text, f"{key} in plaintext at {resource.type} {resource.name}{path}"
+    # A ConfigMap holds no secret even behind a secret marker.
+    for config_map in run.of_type("core/v1:ConfigMap"):
+        for path, text in plain_strings(unwrap(config_map.inputs)):
+            assert not [key for key, value in secrets.items() if value in text], f"ConfigMap {config_map.name}{path}"
+
+
+def test_every_secret_value_is_secret_marked(dev_run):
+    for secret in dev_run.of_type("core/v1:Secret"):
+        data = secret.inputs["stringData"]
+        assert is_secret(data) or all(is_secret(v) for v in data.values()), secret.name
+
+
+# --- components and parents ----------------------------------------------------------------
+
+
+def test_children_are_parented_to_their_component(dev_run):
+    parent_types = {(r.type, r.name): dev_run.parent_type(r) for r in dev_run.resources}
+    assert parent_types[("pgpool-k8s:index:PgpoolStack", "pgpool-k8s")] == "pulumi:pulumi:Stack"
+    for component in ("Pgpool", "KubeDBPostgres", "Prometheus"):
+        [(_, parent)] = [(k, p) for k, p in parent_types.items() if k[0] == f"pgpool-k8s:index:{component}"]
+        assert parent == "pgpool-k8s:index:PgpoolStack"
+    expected = {
+        ("kubernetes:apps/v1:Deployment", "pgpool"): "Pgpool",
+        ("kubernetes:core/v1:Service", "pgpool"): "Pgpool",
+        ("kubernetes:core/v1:Secret", "pgpool-files"): "Pgpool",
+        ("kubernetes:core/v1:ConfigMap", "pgpool-config"): "Pgpool",
+        ("kubernetes:core/v1:Secret", "pg-auth"): "KubeDBPostgres",
+        ("kubernetes:kubedb.com/v1:Postgres", "pg"): "KubeDBPostgres",
+        ("kubernetes:apps/v1:Deployment", "prometheus"): "Prometheus",
+        ("kubernetes:core/v1:Namespace", "pgpool-dev"): "PgpoolStack",
+    }
+    for key, component in expected.items():
+        assert parent_types[key] == f"pgpool-k8s:index:{component}", key
+    # No Kubernetes object hangs off the stack root: each belongs to a component.
+    for resource in dev_run.kubernetes_objects():
+        assert parent_types[(resource.type, resource.name)].startswith("pgpool-k8s:index:"), resource.name

@@ -1,0 +1,183 @@
+"""The Prometheus component under mocks: RBAC, scrape config, rules, the server, or the operator's objects."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+import yaml
+
+from components.monitoring_config import alert_rule_groups
+from components.settings import PrometheusSettings
+
+MONITORING_OPERATOR = "kubernetes:monitoring.coreos.com/v1"
+
+
+def server_deployment(run) -> dict:
+    return run.find("apps/v1:Deployment", "prometheus").props
+
+
+def server_container(run) -> dict:
+    [container] = server_deployment(run)["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def mount_of(run, volume_name) -> str:
+    [path] = [m["mountPath"] for m in server_container(run)["volumeMounts"] if m["name"] == volume_name]
+    return path
+
+
+def volume_of(run, name) -> dict:
+    [found] = [v for v in server_deployment(run)["spec"]["template"]["spec"]["volumes"] if v["name"] == name]
+    return found
+
+
+def flag(run, name) -> str:
+    [value] = [a.split("=", 1)[1] for a in server_container(run)["args"] if a.startswith(f"--{name}=")]
+    return value
+
+
+def alert_names(groups) -> set[str]:
+    return {rule["alert"] for group in groups for rule in group["rules"]}
+
+
+EXPECTED_ALERTS = alert_names(alert_rule_groups(PrometheusSettings(), "pgpool-metrics", "pgpool-dev"))
+
+
+# --- RBAC -----------------------------------------------------------------------------------
+
+
+def test_read_only_discovery_rbac(dev_run):
+    account = dev_run.find("core/v1:ServiceAccount", "prometheus").props
+    assert account["metadata"]["namespace"] == "pgpool-dev"
+    [role] = dev_run.of_type("rbac.authorization.k8s.io/v1:ClusterRole")
+    [rule] = role.props["rules"]
+    assert rule["apiGroups"] == [""]
+    assert sorted(rule["resources"]) == ["endpoints", "pods", "services"]
+    assert sorted(rule["verbs"]) == ["get", "list", "watch"]
+    assert set(rule) == {"apiGroups", "resources", "verbs"}  # no resourceNames/nonResourceURLs extras
+    [binding] = dev_run.of_type("rbac.authorization.k8s.io/v1:ClusterRoleBinding")
+    assert binding.props["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                        "name": role.props["metadata"]["name"]}
+    assert binding.props["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                          "namespace": "pgpool-dev"}]
+    pod = server_deployment(dev_run)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def test_scrape_config_discovers_annotated_services_of_the_stack_namespace(dev_run):
+    config_map = dev_run.find("core/v1:ConfigMap", "prometheus-config").props
+    config = yaml.safe_load(config_map["data"]["prometheus.yml"])
+    [job] = [j for j in config["scrape_configs"] if "kubernetes_sd_configs" in j]
+    assert job["kubernetes_sd_configs"] == [{"role": "endpoints", "namespaces": {"names": ["pgpool-dev"]}}]
+    relabel = {tuple(r.get("source_labels", [])): r for r in job["relabel_configs"]}
+    keep = relabel[("__meta_kubernetes_service_annotation_prometheus_io_scrape",)]
+    assert (keep["action"], keep["regex"]) == ("keep", "true")
+    path = relabel[("__meta_kubernetes_service_annotation_prometheus_io_path",)]
+    assert path["target_label"] == "__metrics_path__"
+    port = relabel[("__address__", "__meta_kubernetes_service_annotation_prometheus_io_port")]
+    assert port["target_label"] == "__address__"
+    assert config["global"]["scrape_interval"] == "15s"
+    # The server reads the file from where the ConfigMap is mounted.
+    assert volume_of(dev_run, "config")["configMap"]["name"] == config_map["metadata"]["name"]
+    assert flag(dev_run, "config.file") == posixpath.join(mount_of(dev_run, "config"), "prometheus.yml")
+
+
+def test_rules_config_map_holds_the_alerts(dev_run):
+    rules_map = dev_run.find("core/v1:ConfigMap", "prometheus-rules").props
+    [(file_name, text)] = rules_map["data"].items()
+    assert alert_names(yaml.safe_load(text)["groups"]) == EXPECTED_ALERTS
+    assert {"PgpoolDown", "PgpoolBackendDown", "PostgresReplicationLagHigh"} <= EXPECTED_ALERTS
+    config = yaml.safe_load(dev_run.find("core/v1:ConfigMap", "prometheus-config").props["data"]["prometheus.yml"])
+    [rule_glob] = config["rule_files"]
+    assert posixpath.dirname(rule_glob) == mount_of(dev_run, "rules")
+    assert file_name.endswith(posixpath.basename(rule_glob).lstrip("*"))
+    assert volume_of(dev_run, "rules")["configMap"]["name"] == rules_map["metadata"]["name"]
+
+
+# --- the server -----------------------------------------------------------------------------
+
+
+def test_server_deployment(stack_run):
+    run = stack_run(prometheusImage="prom/prometheus:v3.4.2", prometheusRetention="30d")
+    container = server_container(run)
+    assert container["image"] == "prom/prometheus:v3.4.2"
+    assert flag(run, "storage.tsdb.retention.time") == "30d"
+    pod = server_deployment(run)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0
+    context = container["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False and context["readOnlyRootFilesystem"] is True
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "web"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "web"}
+    assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
+    assert flag(run, "storage.tsdb.path") == mount_of(run, "data")
+    assert server_deployment(run)["spec"]["strategy"] == {"type": "Recreate"}  # one writer per TSDB
+
+
+def test_storage_empty_dir_or_claim(dev_run, stack_run):
+    assert volume_of(dev_run, "data")["emptyDir"] == {"sizeLimit": "2Gi"}
+    assert dev_run.of_type("core/v1:PersistentVolumeClaim") == []
+    run = stack_run(prometheusStorage="pvc", prometheusStorageSize="10Gi")
+    [claim] = run.of_type("core/v1:PersistentVolumeClaim")
+    assert claim.props["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert volume_of(run, "data") == {"name": "data",
+                                      "persistentVolumeClaim": {"claimName": claim.props["metadata"]["name"]}}
+
+
+def test_service_on_9090(dev_run):
+    service = dev_run.find("core/v1:Service", "prometheus").props["spec"]
+    assert service["ports"] == [{"name": "web", "port": 9090, "targetPort": "web"}]
+    assert {"name": "web", "containerPort": 9090} in server_container(dev_run)["ports"]
+    assert service["selector"] == server_deployment(dev_run)["spec"]["selector"]["matchLabels"]
+    assert dev_run.outputs["prometheusUrl"] == "http://prometheus.pgpool-dev.svc.cluster.local:9090"
+
+
+# --- the Prometheus Operator ------------------------------------------------------------------
+
+
+def test_operator_mode_emits_service_monitor_and_rule_instead_of_a_server(stack_run):
+    run = stack_run(prometheusOperator="true")
+    [monitor] = [r for r in run.resources if r.type == f"{MONITORING_OPERATOR}:ServiceMonitor"]
+    [rule] = [r for r in run.resources if r.type == f"{MONITORING_OPERATOR}:PrometheusRule"]
+    assert alert_names(rule.props["spec"]["groups"]) == EXPECTED_ALERTS
+    metrics = run.find("core/v1:Service", "pgpool-metrics").props
+    spec = monitor.props["spec"]
+    assert spec["selector"]["matchLabels"].items() <= metrics["metadata"]["labels"].items()
+    assert spec["namespaceSelector"] == {"matchNames": ["pgpool-dev"]}
+    [endpoint] = spec["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in metrics["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    # A ServiceMonitor must not also select the client Service, which has no metrics port.
+    client = run.find("core/v1:Service", "pgpool").props
+    assert not spec["selector"]["matchLabels"].items() <= client["metadata"]["labels"].items()
+    for absent in ("apps/v1:Deployment", "rbac.authorization.k8s.io/v1:ClusterRole",
+                   "rbac.authorization.k8s.io/v1:ClusterRoleBinding", "core/v1:ServiceAccount"):
+        assert [r.name for r in run.of_type(absent) if "prometheus" in r.name] == [], absent
+    assert run.outputs["prometheusUrl"] == ""
+
+
+def test_no_monitoring_objects_without_prometheus(stack_run):
+    run = stack_run(prometheus="false")
+    assert [r for r in run.resources if r.type == "pgpool-k8s:index:Prometheus"] == []
+    assert [r.name for r in run.kubernetes_objects() if "prometheus" in r.name or "dashboard" in r.name] == []
+    assert run.outputs["prometheusUrl"] == ""
+
+
+# --- Grafana --------------------------------------------------------------------------------
+
+
+def test_grafana_dashboard_config_map(dev_run, stack_run):
+    [dashboard] = [c for c in dev_run.of_type("core/v1:ConfigMap") if c.props["metadata"]["labels"].get("grafana_dashboard")]
+    assert dashboard.props["metadata"]["labels"]["grafana_dashboard"] == "1"
+    [(file_name, text)] = dashboard.props["data"].items()
+    assert file_name.endswith(".json")
+    board = json.loads(text)
+    assert board["panels"] and board["title"]
+    operator_run = stack_run(prometheusOperator="true")
+    assert [c for c in operator_run.of_type("core/v1:ConfigMap") if c.props["metadata"]["labels"].get("grafana_dashboard")]
+    disabled = stack_run(grafanaDashboard="false")
+    assert [c for c in disabled.of_type("core/v1:ConfigMap") if c.props["metadata"]["labels"].get("grafana_dashboard")] == []
