@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 from components import pgpool_config as conf
 from components.backends import Backends
 from components.k8s_secret import kubernetes_secret, secret_env
-from components.settings import Credential, PgpoolSecrets, PgpoolSettings, env_prefix
+from components.settings import PgpoolSecrets, PgpoolSettings, env_prefix
 from components.workload import (
     container_security_context,
     empty_dir,
@@ -154,7 +154,7 @@ class Pgpool(pulumi.ComponentResource):
                        {"name": "config", "mount_path": "/config/pool_hba.conf", "sub_path": "pool_hba.conf",
                         "read_only": True}]
             init_mounts.append({"name": "etc", "mount_path": "/prepared-etc"})
-        copy_script = f"umask 077 && " + " && ".join(f"cp {SECRET_MOUNT}/{f} {prepared}/{f}" for f in copies)
+        copy_script = "umask 077 && " + " && ".join(f"cp {SECRET_MOUNT}/{f} {prepared}/{f}" for f in copies)
         if tls_secret_name:
             volumes.append({"name": "tls", "secret": {"secret_name": tls_secret_name, "default_mode": 0o600}})
             init_mounts.append({"name": "tls", "mount_path": TLS_MOUNT, "read_only": True})

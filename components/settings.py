@@ -394,6 +394,8 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
         r.fail("networkPolicy", False, "client label selectors are set but networkPolicy is false; set networkPolicy to true")
 
     app_users = r.strings("users", ("app",))
+    if not app_users:
+        r.fail("users", [], "list at least one application user: applications must not log in as the superuser")
     pcp_user = r.text("pcpUser", "pcp")
     monitor_user = r.text("monitorUser", "monitor")
     for key, name in [("users", u) for u in app_users] + [("pcpUser", pcp_user), ("monitorUser", monitor_user)]:
@@ -510,7 +512,9 @@ def required_secrets(settings: StackSettings) -> dict[str, bool]:
 
     userPasswords.<user> stands for one entry of the secret object userPasswords.
     """
-    keys = {"poolKey": True, "pcpPassword": True, "monitorPassword": True}
+    keys = {"pcpPassword": True, "monitorPassword": True}
+    if settings.pgpool.mode == "configmap":  # in env mode the image makes its own key at each start
+        keys["poolKey"] = True
     if superuser_password_known(settings):
         keys["dbPassword"] = settings.database.operator == "kubedb"
     keys.update({f"userPasswords.{u}": True for u in settings.app_users})
@@ -548,7 +552,7 @@ def load_secrets(settings: StackSettings, secret: Callable[[str], Any]) -> Pgpoo
         return value
 
     db = settings.database
-    pool_key = need("poolKey", MAX_POOL_KEY_BYTES)
+    pool_key = need("poolKey", MAX_POOL_KEY_BYTES) if settings.pgpool.mode == "configmap" else ""
     superuser = Credential(db.superuser, need("dbPassword") if superuser_password_known(settings) else "")
     monitor = Credential(settings.monitor_user, need("monitorPassword"))
     apps = tuple(Credential(u, need(f"userPasswords.{u}")) for u in settings.app_users)

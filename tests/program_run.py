@@ -17,6 +17,7 @@ from typing import Any
 import pulumi
 import yaml
 from pulumi.runtime import rpc
+from pulumi.runtime.settings import SETTINGS, set_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -113,9 +114,17 @@ def generate_secrets(config: dict[str, str], stack: str) -> dict[str, str]:
     return secrets
 
 
+def fresh_stack() -> None:
+    """Forget the previous run. set_mocks keeps an existing root Stack (with its outputs) and the
+    output tasks a failed run left pending, which the next run would await and fail on."""
+    set_root_resource(None)
+    SETTINGS.outputs.clear()
+
+
 def run_program(config: dict[str, str], secrets: dict[str, str], stack: str = "dev",
                 preview: bool = False) -> ProgramRun:
     """Run __main__.py once under mocks with this config (keys without the project prefix)."""
+    fresh_stack()
     mocks = _RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
     full = {f"{PROJECT}:{k}": v for k, v in {**config, **secrets}.items()}

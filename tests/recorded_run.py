@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.settings import SETTINGS, set_root_resource
 
 from tests.program_run import (
     ProgramRun,
@@ -72,13 +71,6 @@ def recording_registrations() -> Iterator[list[Registration]]:
         MockMonitor.RegisterResource = original
 
 
-def fresh_stack() -> None:
-    """Forget the previous run. set_mocks keeps an existing root Stack (with its outputs) and the
-    output tasks a failed run left pending, which the next run would await and fail on."""
-    set_root_resource(None)
-    SETTINGS.outputs.clear()
-
-
 def secrets_for(config: dict[str, str], overrides: dict[str, str]) -> dict[str, str]:
     """The session's dev secrets, plus generated ones for keys this config adds (e.g. new users)."""
     _, base = dev_stack_inputs()
@@ -94,7 +86,6 @@ def run_recorded(config_overrides: dict[str, str | None], secret_overrides: dict
     merged = {**dev_stack_inputs()[0], **config_overrides}
     config = {key: value for key, value in merged.items() if value is not None}
     secrets = secrets_for(config, secret_overrides or {})
-    fresh_stack()
     with recording_registrations() as registrations:
         run = run_program(config, secrets, "dev")
     return RecordedRun(run.resources, run.outputs, run.secret_outputs, secrets, registrations)

@@ -24,10 +24,11 @@ from components.monitoring_config import (
     render_grafana_dashboard,
     render_prometheus_yml,
 )
+from tests.golden import GOLDEN_DIR, assert_matches_golden
 from components.settings import PrometheusSettings
 
 REPO = Path(__file__).resolve().parents[1]
-GOLDEN = REPO / "tests" / "golden" / "monitoring"
+GOLDEN = GOLDEN_DIR / "monitoring"
 
 NAMESPACE = "demo"
 PGPOOL_SERVICE = "pgpool-metrics"
@@ -429,9 +430,4 @@ GOLDEN_RENDERINGS = {
 @pytest.mark.parametrize("name", GOLDEN_RENDERINGS)
 def test_rendering_matches_golden_file(name: str) -> None:
     """Review changes to the golden files; regenerate them with UPDATE_GOLDEN=1."""
-    rendered = GOLDEN_RENDERINGS[name]()
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(rendered)
-    assert rendered == path.read_text()
+    assert_matches_golden(GOLDEN_RENDERINGS[name](), GOLDEN / name)

@@ -39,11 +39,11 @@ from components.pgpool_config import (
     render_pool_key,
     render_pool_passwd,
 )
+from tests.golden import GOLDEN_DIR, assert_matches_golden
 from components.settings import Credential, PgpoolSettings, load_settings
 from tests.dataplane.harness import LOCALHOST, Service, Workspace, free_ports
 
-REPO = Path(__file__).resolve().parents[1]
-GOLDEN = REPO / "tests" / "golden" / "pgpool"
+GOLDEN = GOLDEN_DIR / "pgpool"
 INSTALL_HINT = "run `apt-get install pgpool2` (Debian's pgpool2 ships pgpool, pg_enc, pg_md5 and the pcp_* clients)"
 
 DEV = load_settings({}, "dev")
@@ -123,12 +123,7 @@ GOLDEN_RENDERINGS = {
 @pytest.mark.parametrize("name", GOLDEN_RENDERINGS)
 def test_rendering_matches_golden_file(name: str) -> None:
     """Review changes to the golden files; regenerate them with UPDATE_GOLDEN=1."""
-    rendered = GOLDEN_RENDERINGS[name]()
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(rendered)
-    assert rendered == path.read_text()
+    assert_matches_golden(GOLDEN_RENDERINGS[name](), GOLDEN / name)
 
 
 # --- pgpool.conf ------------------------------------------------------------------------------

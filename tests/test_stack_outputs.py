@@ -8,7 +8,8 @@ import pytest
 
 from components.settings import SettingsError
 from tests.program_run import dev_stack_inputs, run_program
-from tests.recorded_run import fresh_stack, plain_strings, recording_registrations, secret_values, secrets_for
+from tests.program_run import fresh_stack
+from tests.recorded_run import plain_strings, recording_registrations, secret_values, secrets_for
 
 OUTPUTS = {"namespace", "pgpoolHost", "pgpoolPort", "primaryService", "replicaService", "credentialsSecret",
            "appCredentialsSecrets", "metricsEndpoint", "prometheusUrl", "superuserPassword", "renderedManifests"}
