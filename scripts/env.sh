@@ -6,13 +6,12 @@ pgpool_k8s_env() {
     project="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 
     export PGPOOL_K8S_CACHE="${PGPOOL_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgpool-k8s}"
-    local dir
-    for dir in "$project/.venv/bin" "$PGPOOL_K8S_CACHE/bin"; do
-        case ":$PATH:" in
-            *":$dir:"*) ;;
-            *) PATH="$dir:$PATH" ;;
-        esac
-    done
+    # The cache's bin/ stays off PATH: tools are called by the path scripts/tools.sh prints, so its
+    # config-only pulumi never shadows an installed Pulumi CLI.
+    case ":$PATH:" in
+        *":$project/.venv/bin:"*) ;;
+        *) PATH="$project/.venv/bin:$PATH" ;;
+    esac
     export PATH
 
     export PULUMI_HOME="$PGPOOL_K8S_CACHE/pulumi-home"

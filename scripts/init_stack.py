@@ -3,7 +3,8 @@
 
 Random values (pool key, passwords, the self-signed certificate) are stored as encrypted stack
 config with `pulumi config set --secret`, the value passed on stdin so it never shows in a
-process list or a log. Existing values are never replaced, so the pool key stays stable.
+process list or a log. Existing values are never replaced, so the pool key stays stable; a secret
+stored in plaintext, or half of the certificate pair, is reported instead of being overwritten.
 
     scripts/init_stack.py [--stack NAME]
 """
@@ -50,14 +51,30 @@ def stack_config(stack: str) -> tuple[dict, dict]:
     return plain, secret
 
 
-def present(secret: dict, key: str) -> bool:
+def present(values: dict, key: str) -> bool:
     path, _, leaf = key.partition(".")
-    value = secret.get(path)
+    value = values.get(path)
     if leaf:
         if isinstance(value, str):
             value = json.loads(value)
         return isinstance(value, dict) and bool(value.get(leaf))
     return bool(value)
+
+
+def stored_in_plaintext(stack: str, plain: dict, secret: dict, key: str) -> bool:
+    """Whether a set secret key is unencrypted in the stack file. The JSON listing flags a whole
+    object secret when any leaf is, so a userPasswords leaf is asked about on its own."""
+    if present(plain, key):
+        return True
+    if "." not in key or not present(secret, key):
+        return False
+    return not json.loads(pulumi("config", "get", "--path", "--json", "--stack", stack, key))["secret"]
+
+
+def set_secret(stack: str, key: str, value: str) -> None:
+    # --raw: without it the CLI strips the trailing newline of a value read from stdin (a PEM's).
+    path_flag = ["--path"] if "." in key else []
+    pulumi("config", "set", "--secret", "--raw", *path_flag, "--stack", stack, key, stdin=value)
 
 
 def main() -> int:
@@ -75,21 +92,34 @@ def main() -> int:
         print(error, file=sys.stderr)
         return 1
 
-    missing = {k: generatable for k, generatable in required_secrets(settings).items() if not present(secret, k)}
-    foreign = [k for k, generatable in missing.items() if not generatable]
-    if foreign:
-        owner = backends_for(settings.database).credentials_secret
-        for key in foreign:
-            print(f"{PROJECT}:{key} is missing and cannot be generated: {settings.database.operator} owns this "
-                  f"password. Copy it from the Secret {owner}: kubectl -n {settings.namespace} get secret {owner} "
-                  f"-o jsonpath='{{.data.password}}' | base64 -d | pulumi config set --secret {key}",
-                  file=sys.stderr)
+    required = required_secrets(settings)
+    problems = []
+    for key in required:
+        if stored_in_plaintext(stack, plain, secret, key):
+            path_flag = " --path" if "." in key else ""
+            problems.append(f"{PROJECT}:{key} is stored unencrypted in Pulumi.{stack}.yaml: set it again with "
+                            f"`pulumi config set --secret{path_flag} --stack {stack} {key}` (value on stdin)")
+    missing = {k: generatable for k, generatable in required.items()
+               if not present(secret, k) and not present(plain, k)}
+    if len({"tlsCert", "tlsKey"} & set(missing)) == 1:
+        have, lacking = ("tlsKey", "tlsCert") if "tlsCert" in missing else ("tlsCert", "tlsKey")
+        problems.append(f"{PROJECT}:{have} is set but {PROJECT}:{lacking} is missing, and a new one would not "
+                        f"match it: set {lacking} from the same pair (`pulumi config set --secret --stack {stack} "
+                        f"{lacking} < file.pem`), or remove {have} (`pulumi config rm --stack {stack} {have}`) "
+                        "to generate a new pair")
+    owner = backends_for(settings.database).credentials_secret
+    for key in [k for k, generatable in missing.items() if not generatable]:
+        problems.append(f"{PROJECT}:{key} is missing and cannot be generated: {settings.database.operator} owns this "
+                        f"password. Copy it from the Secret {owner}: kubectl -n {settings.namespace} get secret "
+                        f"{owner} -o jsonpath='{{.data.password}}' | base64 -d | pulumi config set --secret "
+                        f"--stack {stack} {key}")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
         return 1
 
     values = generated_secrets.generate(list(missing), settings.pgpool.name, settings.namespace)
     for key, value in values.items():
-        path_flag = ["--path"] if "." in key else []
-        pulumi("config", "set", "--secret", *path_flag, "--stack", stack, key, stdin=value)
+        set_secret(stack, key, value)
         print(f"[init] generated {PROJECT}:{key}")
     if not values:
         print(f"[init] stack {stack}: every secret is already set")
