@@ -1,0 +1,478 @@
+"""Real servers on 127.0.0.1 for the data-plane tests and the benchmark.
+
+A PostgreSQL 15 primary with a streaming hot standby, Pgpool-II, PgBouncer, pgpool2_exporter
+and Prometheus, each a foreground process in its own process group, run as an unprivileged
+user (PostgreSQL refuses root), logging to a file in one work directory. `Service.stop()`
+escalates to SIGKILL of the process group; the owners (local_stack.LocalDevStack, the fixtures)
+stop every service in a finally block and remove the work directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+import psycopg
+from psycopg import sql
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+LOCALHOST = "127.0.0.1"
+RUN_USER = os.environ.get("DATAPLANE_RUN_USER", "postgres")
+"""OS user the servers run as when the tests run as root."""
+REPLICATION_USER = "replicator"
+
+T = TypeVar("T")
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel hands out for 127.0.0.1 right now (all held until the last is chosen)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((LOCALHOST, 0))
+            ports.append(sock.getsockname()[1])
+        return ports
+
+
+def wait_until(what: str, check: Callable[[], T], timeout: float = 30.0, interval: float = 0.1) -> T:
+    """Call `check` until it returns a true value without raising; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as error:  # noqa: BLE001 - the last error is reported below
+            last_error = error
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not ready after {timeout:.0f}s (last error: {last_error!r})")
+        time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a client connects: host, port and the TLS mode to use."""
+
+    port: int
+    sslmode: str = "disable"
+    host: str = LOCALHOST
+
+    def connect(self, user: str, password: str, dbname: str = "postgres", **kwargs) -> psycopg.Connection:
+        return psycopg.connect(
+            host=self.host, port=self.port, user=user, password=password, dbname=dbname,
+            sslmode=self.sslmode, connect_timeout=10, autocommit=True, **kwargs,
+        )
+
+    def libpq_env(self, user: str, password: str, dbname: str) -> dict[str, str]:
+        """Environment for libpq tools (pgbench, psql): no password on a command line."""
+        return {
+            "PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": user, "PGPASSWORD": password,
+            "PGDATABASE": dbname, "PGSSLMODE": self.sslmode, "PGCONNECT_TIMEOUT": "10",
+            "PGGSSENCMODE": "disable",  # no Kerberos here: skip libpq's GSSAPI probe on every connect
+        }
+
+
+class Workspace:
+    """A temporary directory owned by the run user; files in it are written with mode 0600."""
+
+    def __init__(self, prefix: str = "pgpool-dataplane-"):
+        self.account = pwd.getpwnam(RUN_USER) if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+        self.root = Path(tempfile.mkdtemp(prefix=prefix))
+        self._own(self.root)
+
+    def _own(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            os.chown(path, self.account.pw_uid, self.account.pw_gid)
+
+    def directory(self, *parts: str) -> Path:
+        path = self.root.joinpath(*parts)
+        for part in reversed([path, *path.parents]):
+            if part.is_relative_to(self.root) and not part.exists():
+                part.mkdir(mode=0o700)
+                self._own(part)
+        return path
+
+    def write(self, relative: str | Path, content: str | bytes, mode: int = 0o600) -> Path:
+        """Write a file under the root (`relative` may also be an absolute path inside it)."""
+        path = self.root / relative
+        self.directory(*path.parent.relative_to(self.root).parts)
+        data = content.encode() if isinstance(content, str) else content
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(path, mode)
+        self._own(path)
+        return path
+
+    def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a command to completion as the run user; stdout and stderr are captured."""
+        result = subprocess.run(
+            argv, env=self.environment(env), cwd=self.root, capture_output=True, text=True,
+            timeout=timeout, **self.identity(),
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {"PATH": f"{PG_BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(self.root), "LANG": "C.UTF-8"}
+        env.update(extra or {})
+        return env
+
+    def identity(self) -> dict:
+        """subprocess arguments that run a child as the run user (nothing when not root)."""
+        if os.geteuid() != 0:
+            return {}
+        return {"user": self.account.pw_uid, "group": self.account.pw_gid, "extra_groups": []}
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _exited(pid: int) -> bool:
+    """Whether our child `pid` has exited, without reaping it."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+class Service:
+    """A foreground server process in its own process group, logging to `log`."""
+
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, workspace: Workspace, name: str, argv: list[str], env: dict[str, str] | None = None):
+        self.workspace = workspace
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log = workspace.directory("log") / f"{name}.log"
+        self.log_offset = 0
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log_offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=self.workspace.environment(self.env), cwd=self.workspace.root,
+                start_new_session=True, **self.workspace.identity(),
+            )
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and not _exited(self.process.pid)
+
+    def stop(self, sig: signal.Signals | None = None, timeout: float = 20.0) -> None:
+        """Signal the process, wait, then SIGKILL its whole process group (children included).
+
+        The process is reaped only after the group kill: until then its pid, and so the group
+        id, cannot be handed to another process.
+        """
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        if not _exited(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, sig or self.stop_signal)
+            deadline = time.monotonic() + timeout
+            while not _exited(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def log_since_start(self) -> str:
+        with open(self.log, "rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def fail(self, message: str) -> RuntimeError:
+        return RuntimeError(f"{self.name}: {message}\n--- {self.log} (tail) ---\n{self.log_tail()}")
+
+    def wait_ready(self, what: str, check: Callable[[], object], timeout: float = 30.0) -> None:
+        def alive_and_ready():
+            if not self.running:
+                raise self.fail("exited during start-up")
+            return check()
+
+        try:
+            wait_until(f"{self.name} {what}", alive_and_ready, timeout)
+        except TimeoutError as error:
+            raise self.fail(str(error)) from None
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+
+class PostgresServer(Service):
+    """One PostgreSQL 15 server, run as `postgres -D datadir` in the foreground."""
+
+    stop_signal = signal.SIGINT  # fast shutdown
+
+    def __init__(self, workspace: Workspace, name: str, port: int, superuser: str, password: str):
+        self.datadir = workspace.root / name
+        self.socket_dir = workspace.directory("run", name)
+        self.endpoint = Endpoint(port)
+        self.superuser = superuser
+        self.password = password
+        argv = [str(PG_BIN / "postgres"), "-D", str(self.datadir), "-c", f"port={port}",
+                "-c", f"unix_socket_directories={self.socket_dir}"]
+        super().__init__(workspace, name, argv)
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready("accepting connections", lambda: self.connect().close() is None, timeout=60)
+
+    def stop(self, sig: signal.Signals | None = None, timeout: float = 30.0) -> None:
+        """Fast shutdown (or `sig`); if that hangs, immediate shutdown, then SIGKILL.
+
+        Server processes call setsid(), so the postmaster's group holds only the postmaster;
+        they exit by themselves when it dies.
+        """
+        if sig is None and self.running:
+            os.kill(self.process.pid, signal.SIGINT)
+            deadline = time.monotonic() + timeout
+            while self.running and time.monotonic() < deadline:
+                time.sleep(0.05)
+            sig = signal.SIGQUIT
+        super().stop(sig, timeout=10)
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection:
+        return self.endpoint.connect(self.superuser, self.password, dbname)
+
+    def query(self, statement: str | sql.Composable, params: tuple = (), dbname: str = "postgres") -> list[tuple]:
+        with self.connect(dbname) as conn:
+            cursor = conn.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+
+
+class PostgresCluster:
+    """A primary and one streaming hot standby made from it with pg_basebackup, scram-sha-256 only."""
+
+    def __init__(self, workspace: Workspace, superuser: str, password: str):
+        self.workspace = workspace
+        self.superuser = superuser
+        primary_port, standby_port = free_ports(2)
+        self.primary = PostgresServer(workspace, "primary", primary_port, superuser, password)
+        self.standby = PostgresServer(workspace, "standby", standby_port, superuser, password)
+        self.replication_password = f"repl-{os.urandom(8).hex()}"
+
+    def create(self, settings_conf: str, init_sql: str, tls: tuple[str, str] | None = None) -> None:
+        """initdb, start the primary with `settings_conf` appended to postgresql.conf, run `init_sql`
+        as the superuser, then clone and start the standby. `tls` (certificate, key) turns ssl on."""
+        pwfile = self.workspace.write("initdb.pw", self.primary.password + "\n")
+        try:
+            self.workspace.run([
+                str(PG_BIN / "initdb"), "-D", str(self.primary.datadir), "-U", self.superuser,
+                f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-instructions",
+                "--no-sync",  # durability against OS crashes is not under test; server crashes are
+            ])
+        finally:
+            pwfile.unlink()
+        with open(self.primary.datadir / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# data-plane test cluster: 127.0.0.1 only, streaming to one hot standby\n"
+                f"listen_addresses = '{LOCALHOST}'\n"
+                "wal_level = replica\n"
+                "wal_keep_size = '256MB'\n"
+                "hot_standby = on\n"
+                "logging_collector = off\n"
+                "log_line_prefix = '%m [%p] %u@%d '\n"
+                + ("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n" if tls else "")
+                + "# the program's settings (KubeDB user.conf)\n"
+                + settings_conf
+            )
+        if tls:
+            for name, pem in zip(("server.crt", "server.key"), tls):
+                self.workspace.write(self.primary.datadir / name, pem)
+        (self.primary.datadir / "pg_hba.conf").write_text(
+            f"host all all {LOCALHOST}/32 scram-sha-256\n"
+            f"host replication {REPLICATION_USER} {LOCALHOST}/32 scram-sha-256\n"
+        )
+        self.primary.start()
+        script = self.workspace.write("init.sql", init_sql)
+        try:
+            self.workspace.run(
+                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script)],
+                env=self.primary.endpoint.libpq_env(self.superuser, self.primary.password, "postgres"),
+            )
+        finally:
+            script.unlink()
+        with self.primary.connect() as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(
+                sql.Identifier(REPLICATION_USER), sql.Literal(self.replication_password)))
+        self.workspace.run(
+            [str(PG_BIN / "pg_basebackup"), "-h", LOCALHOST, "-p", str(self.primary.endpoint.port),
+             "-U", REPLICATION_USER, "-D", str(self.standby.datadir), "-R", "-X", "stream", "-c", "fast", "-w",
+             "--no-sync"],
+            env={"PGPASSWORD": self.replication_password},
+        )
+        self.standby.start()
+        self.wait_streaming()
+
+    def wait_streaming(self, timeout: float = 60) -> None:
+        """Until the standby streams from the primary and has replayed the primary's current WAL."""
+        target = self.primary.query("SELECT pg_current_wal_lsn()")[0][0]
+
+        def caught_up():
+            rows = self.standby.query(
+                "SELECT status = 'streaming' AND pg_last_wal_replay_lsn() >= %s::pg_lsn FROM pg_stat_wal_receiver",
+                (target,))
+            return rows and rows[0][0]
+
+        wait_until("standby streaming from the primary", caught_up, timeout)
+
+    def close(self) -> None:
+        with contextlib.ExitStack() as cleanup:  # the standby, then the primary, even if one fails
+            cleanup.callback(self.primary.stop)
+            cleanup.callback(self.standby.stop)
+
+
+# --- Pgpool-II, PgBouncer, exporter, Prometheus ---------------------------------------------
+
+
+class PgpoolServer(Service):
+    """Pgpool-II run in the foreground by `argv` (pgpool -n ...)."""
+
+    stop_signal = signal.SIGINT  # fast shutdown
+
+    def __init__(self, workspace: Workspace, name: str, argv: list[str], endpoint: Endpoint, pcp_port: int):
+        self.endpoint = endpoint
+        self.pcp_port = pcp_port
+        super().__init__(workspace, name, argv)
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready("started", self._started)
+
+    def _started(self) -> bool:
+        if "successfully started" not in self.log_since_start():
+            return False
+        with socket.create_connection((LOCALHOST, self.endpoint.port), timeout=1):
+            return True
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+class PgBouncer(Service):
+    """PgBouncer in transaction mode in front of one server, scram-sha-256 with SCRAM secrets.
+
+    With `tls` (certificate, key) clients must use TLS and so must PgBouncer to the server."""
+
+    def __init__(self, workspace: Workspace, server: Endpoint, scram_secrets: dict[str, str], pool_size: int,
+                 tls: tuple[str, str] | None = None):
+        self.endpoint = Endpoint(free_ports(1)[0], "require" if tls else "disable")
+        directory = workspace.directory("pgbouncer")
+        users = "".join(f'"{user}" "{secret}"\n' for user, secret in scram_secrets.items())
+        workspace.write("pgbouncer/userlist.txt", users)
+        tls_lines = ""
+        if tls:
+            cert = workspace.write("pgbouncer/tls.crt", tls[0])
+            key = workspace.write("pgbouncer/tls.key", tls[1])
+            tls_lines = (f"client_tls_sslmode = require\nclient_tls_cert_file = {cert}\nclient_tls_key_file = {key}\n"
+                         "server_tls_sslmode = require\n")
+        workspace.write("pgbouncer/pgbouncer.ini", (
+            "[databases]\n"
+            f"* = host={server.host} port={server.port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = {LOCALHOST}\n"
+            f"listen_port = {self.endpoint.port}\n"
+            f"unix_socket_dir = {directory}\n"
+            "auth_type = scram-sha-256\n"
+            f"auth_file = {directory}/userlist.txt\n"
+            "pool_mode = transaction\n"
+            f"default_pool_size = {pool_size}\n"
+            "max_client_conn = 1000\n"
+            "ignore_startup_parameters = extra_float_digits\n"
+            + tls_lines
+        ))
+        super().__init__(workspace, "pgbouncer", ["/usr/sbin/pgbouncer", str(directory / "pgbouncer.ini")])
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready("listening", self._listening)
+
+    def _listening(self) -> bool:
+        with socket.create_connection((LOCALHOST, self.endpoint.port), timeout=1):
+            return True
+
+
+class Exporter(Service):
+    """pgpool2_exporter started the way its image starts it, from the image's environment variables."""
+
+    def __init__(self, workspace: Workspace, binary: Path, image_env: dict[str, str]):
+        self.port = free_ports(1)[0]
+        # The image's CMD: DATA_SOURCE_USER/PASS from POSTGRES_USERNAME/PASSWORD, and
+        # DATA_SOURCE_URI="${PGPOOL_SERVICE}:${PGPOOL_SERVICE_PORT}/${POSTGRES_DATABASE}?sslmode=${SSLMODE}".
+        env = {
+            "DATA_SOURCE_USER": image_env["POSTGRES_USERNAME"],
+            "DATA_SOURCE_PASS": image_env["POSTGRES_PASSWORD"],
+            "DATA_SOURCE_URI": f"{image_env['PGPOOL_SERVICE']}:{image_env['PGPOOL_SERVICE_PORT']}/"
+                               f"{image_env['POSTGRES_DATABASE']}?sslmode={image_env['SSLMODE']}",
+        }
+        argv = [str(binary), f"--web.listen-address={LOCALHOST}:{self.port}"]
+        super().__init__(workspace, "pgpool2_exporter", argv, env)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}/metrics"
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready("serving /metrics", self.metrics)
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.url, timeout=10) as response:
+            return response.read().decode()
+
+
+class Prometheus(Service):
+    """Debian's Prometheus with a static scrape target and the given rule files."""
+
+    def __init__(self, workspace: Workspace, config: str):
+        self.port = free_ports(1)[0]
+        config_path = workspace.write("prometheus/prometheus.yml", config)
+        data = workspace.directory("prometheus", "data")
+        super().__init__(workspace, "prometheus", [
+            "/usr/bin/prometheus", f"--config.file={config_path}", f"--storage.tsdb.path={data}",
+            f"--web.listen-address={LOCALHOST}:{self.port}",
+        ])
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready("ready", lambda: self.get("/-/ready"))
+
+    def get(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://{LOCALHOST}:{self.port}{path}", timeout=10) as response:
+            return response.read().decode()
+
+
+@contextlib.contextmanager
+def stopping(*services: Service) -> Iterator[None]:
+    """Stop the given services on the way out, whatever happens inside."""
+    try:
+        yield
+    finally:
+        for service in reversed(services):
+            service.stop()
