@@ -24,6 +24,8 @@ class KubeDBPostgresArgs:
     roles: tuple[Credential, ...] = field(repr=False)
     """Roles created at first start (monitoring and application users)."""
     monitor_user: str = "monitor"
+    password_encryption: str = "scram-sha-256"
+    """How PostgreSQL stores and checks passwords; the same method as Pgpool-II's pool_passwd."""
     production: bool = False
     prometheus_operator: bool = False
 
@@ -51,7 +53,8 @@ class KubeDBPostgres(pulumi.ComponentResource):
         auth = kubernetes_secret(backends.credentials_secret, ns, labels,
                        {"username": args.superuser.name, "password": args.superuser.password}, child,
                        "kubernetes.io/basic-auth")
-        config = kubernetes_secret(f"{db.cluster_name}-config", ns, labels, {"user.conf": render_user_conf(db)}, child)
+        config = kubernetes_secret(f"{db.cluster_name}-config", ns, labels,
+                                   {"user.conf": render_user_conf(db, args.password_encryption)}, child)
         init = kubernetes_secret(f"{db.cluster_name}-init", ns, labels,
                        {"init.sql": render_init_sql(args.roles, args.monitor_user)}, child)
 
@@ -63,7 +66,7 @@ class KubeDBPostgres(pulumi.ComponentResource):
             "replicas": db.replicas,
             "standbyMode": "Hot",
             "streamingMode": db.streaming_mode,
-            "clientAuthMode": "scram",
+            "clientAuthMode": "md5" if args.password_encryption == "md5" else "scram",
             "authSecret": {"name": auth.metadata["name"]},
             "configSecret": {"name": config.metadata["name"]},
             "init": {"script": {"scriptPath": "/var/initdb", "secret": {"secretName": init.metadata["name"]}}},

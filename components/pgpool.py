@@ -78,7 +78,7 @@ class Pgpool(pulumi.ComponentResource):
             if user is not sec.monitor:
                 self.user_secret_names[user.name] = secret_name
 
-        hba = conf.render_pool_hba(s, sec.monitor.name)
+        hba = conf.render_pool_hba(s)
         files = {"pcppass": conf.render_pcppass(sec.pcp, s.pcp_port)}
         config_files = {"pool_hba.conf": hba}
         env: list[dict] = []
@@ -166,18 +166,25 @@ class Pgpool(pulumi.ComponentResource):
         if not configmap_mode:
             copy_script += f" && cp -a {INSTALL_DIR}/etc/. /prepared-etc/"
 
-        psql_check = ["psql", "-h", paths.socket_dir, "-p", str(s.port), "-U", sec.monitor.name, "-d", "postgres",
+        monitor_secret, monitor_user_key, monitor_password_key = credential_secrets[sec.monitor.name]
+        # Ready = the monitor user logs in like any client (TCP, TLS when on, password) and queries a
+        # backend; alive = pgpool's PCP answers, so a database outage never restarts pgpool.
+        psql_check = ["psql", "-h", "127.0.0.1", "-p", str(s.port), "-U", sec.monitor.name, "-d", "postgres",
                       "-tAc", "SELECT 1"]
+        probe_env = [
+            secret_env("PGPASSWORD", monitor_secret, monitor_password_key),
+            {"name": "PGSSLMODE", "value": "require" if s.ssl else "disable"},
+            {"name": "PGCONNECT_TIMEOUT", "value": "3"},
+            {"name": "PCPPASSFILE", "value": paths.pcppass},
+        ]
         pgpool_container = {
             "name": "pgpool",
             "image": s.image,
             "ports": [{"name": "postgres", "container_port": s.port}, {"name": "pcp", "container_port": s.pcp_port}],
-            "env": env + [{"name": "PCPPASSFILE", "value": paths.pcppass}],
+            "env": env + probe_env,
             "volume_mounts": mounts,
             "resources": resources(s.cpu_request, s.memory_request, s.cpu_limit, s.memory_limit),
             "security_context": container_security_context(),
-            # Ready = a real query through pgpool to a backend; alive = pgpool's PCP answers,
-            # so a database outage makes pods unready but never restarts pgpool.
             "startup_probe": {"exec_": {"command": psql_check}, "period_seconds": 5, "failure_threshold": 60},
             "readiness_probe": {"exec_": {"command": psql_check}, "period_seconds": 10, "timeout_seconds": 5,
                                 "failure_threshold": 3},
@@ -188,7 +195,6 @@ class Pgpool(pulumi.ComponentResource):
         if configmap_mode:
             pgpool_container["command"] = conf.pgpool_command(paths)
 
-        monitor_secret, monitor_user_key, monitor_password_key = credential_secrets[sec.monitor.name]
         exporter_container = {
             "name": "exporter",
             "image": s.exporter_image,

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from components.backends import Backends
-from components.settings import MAX_NAME_BYTES, PG_ROLE, Credential, PgpoolSettings
+from components.settings import MAX_NAME_BYTES, Credential, PgpoolSettings
 
 ConfValue = bool | int | str | PurePosixPath
 """A pgpool.conf value; PurePosixPath marks a path the image's entrypoint sets itself in env mode."""
@@ -275,20 +275,16 @@ def render_pgpool_env(pgpool: PgpoolSettings, backends: Backends, namespace: str
 # --- pool_hba.conf -----------------------------------------------------------------------
 
 
-def render_pool_hba(pgpool: PgpoolSettings, monitor_user: str) -> str:
-    """Client authentication: the monitor user over the pod-local socket, everyone else by password.
+def render_pool_hba(pgpool: PgpoolSettings) -> str:
+    """Client authentication: every user by password, over TLS when ssl is on; no trust anywhere.
 
-    The readiness probe runs psql as the monitor user on the unix socket inside the pod, hence trust
-    there. With ssl on there are only hostssl lines, so a client without TLS matches nothing and is
-    refused; trust is never given to a host.
+    With ssl on there are only hostssl lines, so a client without TLS matches nothing and is
+    refused. The readiness probe logs in like a client (over TCP, with TLS), so a pod whose
+    certificate failed to load is never Ready.
     """
-    if not PG_ROLE.match(monitor_user):
-        raise ValueError(f"pool_hba.conf: monitor user {monitor_user!r} is not a plain role name; "
-                         "use letters, digits, '_' or '$'")
     host_type = "hostssl" if pgpool.ssl else "host"
     method = pgpool.password_encryption
     rows = [
-        ("local", "all", monitor_user, "", "trust"),
         (host_type, "all", "all", "0.0.0.0/0", method),
         (host_type, "all", "all", "::/0", method),
     ]

@@ -81,6 +81,16 @@ def test_config_secret_sets_the_connection_limits(dev_run, stack_run):
     assert "max_connections = 300\n" in user_conf and "superuser_reserved_connections = 5\n" in user_conf
 
 
+@pytest.mark.parametrize("method, auth_mode", [("scram-sha-256", "scram"), ("md5", "md5")])
+def test_password_storage_matches_pool_passwd(stack_run, method, auth_mode):
+    # md5 pool_passwd entries can only log in to roles stored (and checked) as md5.
+    run = stack_run(passwordEncryption=method)
+    spec = postgres(run)["spec"]
+    assert spec["clientAuthMode"] == auth_mode
+    user_conf = secret(run, spec["configSecret"]["name"]).props["stringData"]["user.conf"]
+    assert f"password_encryption = '{method}'\n" in user_conf
+
+
 def test_init_script_creates_the_roles_with_escaped_passwords(stack_run):
     tricky = "it's a \"quoted\" \\ #secret; DROP ROLE x; --"
     run = stack_run(secrets={"userPasswords": json.dumps({"app": tricky})})

@@ -164,8 +164,8 @@ def test_env_mode_credentials_only_by_secret_reference(stack_run):
 
 def test_ssl_on_accepts_only_tls_clients(dev_run):
     rows = hba_rows(dev_run)
-    assert {row[0] for row in rows} == {"local", "hostssl"}
-    assert all(row[-1] != "trust" for row in rows if row[0] != "local")
+    assert {row[0] for row in rows} == {"hostssl"}
+    assert all(row[-1] != "trust" for row in rows)
     assert env_of(dev_run, "exporter")["SSLMODE"]["value"] == "require"
     conf = pgpool_conf(dev_run)
     assert conf["ssl"] == "on"
@@ -179,8 +179,9 @@ def test_ssl_on_accepts_only_tls_clients(dev_run):
 
 def test_ssl_off_uses_plain_host_lines(stack_run):
     run = stack_run(ssl="false")
-    assert {row[0] for row in hba_rows(run)} == {"local", "host"}
+    assert {row[0] for row in hba_rows(run)} == {"host"}
     assert env_of(run, "exporter")["SSLMODE"]["value"] == "disable"
+    assert env_of(run)["PGSSLMODE"]["value"] == "disable"
     assert pgpool_conf(run)["ssl"] == "off" and "ssl_cert" not in pgpool_conf(run)
     assert "pgpool-tls" not in {s.name for s in run.of_type("core/v1:Secret")}
     assert "tls" not in {v["name"] for v in pod_spec(run)["volumes"]}
@@ -257,14 +258,15 @@ def test_deployment_replicas_and_pinned_images(stack_run):
 
 def test_probes_run_real_queries(dev_run):
     pgpool = container(dev_run, "pgpool")
-    socket_dir = mount_dir(dev_run, "pgpool", "sockets")
     for probe in ("readinessProbe", "startupProbe"):
         command = pgpool[probe]["exec"]["command"]
         assert command[0] == "psql" and "SELECT 1" in command
-        assert command[command.index("-h") + 1] == socket_dir
+        assert command[command.index("-h") + 1] == "127.0.0.1"
         assert command[command.index("-U") + 1] == "monitor"
-    # The probe's psql has no password: pool_hba trusts the monitor user on the pod-local socket only.
-    assert ["local", "all", "monitor", "trust"] in hba_rows(dev_run)
+    # The probe logs in like a client: TLS required, the monitor's password from its Secret.
+    env = env_of(dev_run)
+    assert env["PGSSLMODE"]["value"] == "require"
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "pgpool-user-monitor", "key": "password"}
     liveness = pgpool["livenessProbe"]["exec"]["command"]
     assert liveness[0].startswith("pcp_") and "-w" in liveness
     assert env_of(dev_run)["PCPPASSFILE"]["value"] == posixpath.join(

@@ -115,8 +115,8 @@ def pgpool_with(**changes: object) -> PgpoolSettings:
 GOLDEN_RENDERINGS = {
     "pgpool.conf": lambda: render_pgpool_conf(DEV.pgpool, DEV_BACKENDS, DEV.namespace),
     "pgpool.env": lambda: "".join(f"{n}={v}\n" for n, v in render_pgpool_env(DEV.pgpool, DEV_BACKENDS, DEV.namespace)),
-    "pool_hba.conf": lambda: render_pool_hba(DEV.pgpool, DEV.monitor_user),
-    "pool_hba.no-ssl.conf": lambda: render_pool_hba(load_settings({"ssl": False}, "dev").pgpool, DEV.monitor_user),
+    "pool_hba.conf": lambda: render_pool_hba(DEV.pgpool),
+    "pool_hba.no-ssl.conf": lambda: render_pool_hba(load_settings({"ssl": False}, "dev").pgpool),
 }
 
 
@@ -259,17 +259,11 @@ def hba_rows(text: str) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("ssl, method", [(True, "scram-sha-256"), (True, "md5"), (False, "scram-sha-256"), (False, "md5")])
-def test_pool_hba_trusts_only_the_monitor_on_the_socket(ssl: bool, method: str) -> None:
-    rows = hba_rows(render_pool_hba(pgpool_with(ssl=ssl, password_encryption=method), "watcher"))
+def test_pool_hba_asks_every_client_for_a_password(ssl: bool, method: str) -> None:
+    rows = hba_rows(render_pool_hba(pgpool_with(ssl=ssl, password_encryption=method)))
     host = "hostssl" if ssl else "host"
-    assert rows == [["local", "all", "watcher", "trust"],
-                    [host, "all", "all", "0.0.0.0/0", method],
+    assert rows == [[host, "all", "all", "0.0.0.0/0", method],
                     [host, "all", "all", "::/0", method]]
-
-
-def test_pool_hba_refuses_a_monitor_name_that_is_not_a_role() -> None:
-    with pytest.raises(ValueError, match="monitor user 'mon itor'"):
-        render_pool_hba(DEV.pgpool, "mon itor")
 
 
 # --- pool_passwd and .pgpoolkey against pg_enc / pg_md5 ---------------------------------------------
@@ -474,7 +468,7 @@ def rendered_files(pgpool: PgpoolSettings, backends: Backends, paths: PgpoolPath
     """Every file the pod gets, rendered as the component renders them (configmap mode)."""
     files = {
         paths.pgpool_conf: render_pgpool_conf(pgpool, backends, DEV.namespace, paths),
-        paths.pool_hba: render_pool_hba(pgpool, DEV.monitor_user),
+        paths.pool_hba: render_pool_hba(pgpool),
         paths.pool_passwd: render_pool_passwd((Credential(DEV.monitor_user, "mon pw"), *users),
                                               pgpool.password_encryption, POOL_KEY),
         paths.pool_key: render_pool_key(POOL_KEY),
@@ -565,8 +559,8 @@ def test_clients_without_tls_are_refused_when_ssl_is_on(pgpool: LocalPgpool) -> 
         assert "server does not support SSL" in pgpool.login(user.name, user.password, "require")
 
 
-def test_only_the_monitor_is_trusted_on_the_unix_socket(pgpool: LocalPgpool) -> None:
-    assert BACKEND_STAGE in pgpool.login(DEV.monitor_user, host=pgpool.paths.socket_dir)
+def test_nobody_is_trusted_on_the_unix_socket(pgpool: LocalPgpool) -> None:
+    assert NO_HBA_ENTRY in pgpool.login(DEV.monitor_user, host=pgpool.paths.socket_dir)
     assert NO_HBA_ENTRY in pgpool.login(USERS[0].name, USERS[0].password, host=pgpool.paths.socket_dir)
 
 

@@ -58,7 +58,8 @@ class DevStack:
     pgpool_command: tuple[str, ...]
     readiness_command: tuple[str, ...]
     liveness_command: tuple[str, ...]
-    liveness_env: dict[str, str]
+    probe_env: dict[str, str]
+    """The pgpool container's environment (the probes' PGPASSWORD, PGSSLMODE, PCPPASSFILE), Secret references resolved."""
     exporter_env: dict[str, str]
     """The exporter container's environment, Secret references resolved."""
     alert_rules: str
@@ -140,7 +141,7 @@ def read_dev_stack(run: ProgramRun, settings: StackSettings) -> DevStack:
         pgpool_command=tuple(pgpool["command"]),
         readiness_command=tuple(pgpool["readinessProbe"]["exec"]["command"]),
         liveness_command=tuple(pgpool["livenessProbe"]["exec"]["command"]),
-        liveness_env=env_of(pgpool),
+        probe_env=env_of(pgpool),
         exporter_env=env_of(exporter),
         alert_rules=config_map["prometheus-rules"]["pgpool.yml"],
     )

@@ -105,20 +105,20 @@ def missing_certificate(stack: DevStack) -> Callable[[dict[str, str]], None]:
 
 ALL = ("superuser", "monitor", "app")
 DAMAGES = {
-    # damage: (roles whose TLS login must now fail, with what error, whether the monitor's socket
-    # login, the readiness probe, still works)
+    # damage: (roles whose TLS login must now fail, with what error, whether the readiness probe,
+    # the monitor's own TLS login, still passes)
     "wrong AES entry": (wrong_aes_entry, ("app",), "password does not exist in backend", True),
     "pool key mismatch": (other_pool_key, ALL, "unable to decrypt password from pool_passwd", False),
-    "hba line": (hba_without_this_network, ALL, "no pool_hba.conf entry", True),
+    "hba line": (hba_without_this_network, ALL, "no pool_hba.conf entry", False),
     # pgpool starts without TLS when it cannot load the certificate: the hostssl-only
-    # pool_hba.conf then refuses every TCP client, yet the socket probe stays green.
-    "TLS certificate path": (missing_certificate, ALL, "server does not support SSL", True),
+    # pool_hba.conf then refuses every TCP client, and the probe, a TLS client too, fails.
+    "TLS certificate path": (missing_certificate, ALL, "server does not support SSL", False),
 }
 
 
 @pytest.mark.parametrize("damage", DAMAGES, ids=lambda d: d.replace(" ", "-"))
 def test_a_broken_entry_fails_the_login(damage: str, stack: DevStack, local: LocalDevStack) -> None:
-    make_damage, refused_roles, error, socket_login_works = DAMAGES[damage]
+    make_damage, refused_roles, error, probe_passes = DAMAGES[damage]
     broken = local.pgpool(f"broken-{damage.replace(' ', '-').lower()}", edit=make_damage(stack))
     refused = {stack.user(role) for role in refused_roles}
     try:
@@ -129,9 +129,9 @@ def test_a_broken_entry_fails_the_login(damage: str, stack: DevStack, local: Loc
             else:
                 with broken.endpoint.connect(user, password) as conn:
                     assert conn.execute("SELECT 1").fetchone() == (1,)
-        # The readiness probe: the monitor over the pod-local socket (trust to pgpool, its AES
-        # password from pool_passwd to the backends).
-        probe = local.workspace.run(broken.command(stack.readiness_command), check=False)
-        assert (probe.returncode == 0) is socket_login_works, probe.stderr
+        # The readiness probe: a pod with any of these faults must not become Ready.
+        probe = local.workspace.run(broken.command(stack.readiness_command),
+                                    env=broken.environment(stack.probe_env), check=False)
+        assert (probe.returncode == 0) is probe_passes, probe.stderr
     finally:
         broken.stop()

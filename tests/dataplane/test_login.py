@@ -42,13 +42,13 @@ def test_login_without_tls_is_refused(stack: DevStack, pgpool: StackPgpool) -> N
 
 
 def test_readiness_and_liveness_probes_pass(stack: DevStack, pgpool: StackPgpool, local: LocalDevStack) -> None:
-    """The Deployment's probes: psql as the monitor user on the pod-local socket, pcp_node_count
-    with the generated pcppass."""
+    """The Deployment's probes: psql as the monitor user over TCP with TLS and its password,
+    pcp_node_count with the generated pcppass."""
     workspace = local.workspace
-    ready = workspace.run(pgpool.command(stack.readiness_command), check=False)
+    env = pgpool.environment(stack.probe_env)
+    ready = workspace.run(pgpool.command(stack.readiness_command), env=env, check=False)
     assert (ready.returncode, ready.stdout.strip()) == (0, "1"), ready.stderr
-    alive = workspace.run(pgpool.command(stack.liveness_command), env=pgpool.environment(stack.liveness_env),
-                          check=False)
+    alive = workspace.run(pgpool.command(stack.liveness_command), env=env, check=False)
     assert (alive.returncode, alive.stdout.strip()) == (0, "2"), alive.stderr
 
 
