@@ -5,9 +5,11 @@ data with PyYAML and the dashboard with json, so no value is ever pasted into te
 
 Metric names come from the exporters the stack runs:
 - pgpool2_exporter v1.2.2 (`pgpool2_*`). `pool_nodes_*` carry the labels hostname, port and
-  role; `pool_nodes_status` is 1 for a backend that is up or waiting, 0 for down or unused.
+  role. `pool_nodes_status` is not used: with failover disallowed on both nodes and health
+  checks off, Pgpool-II never marks a backend down, so it stays 1 while the server is stopped.
 - postgres_exporter v0.15.0, the exporter KubeDB's PostgresVersion catalog ships for 16.x
-  (`pg_*`). Its default `replication` collector exports `pg_replication_lag_seconds`.
+  (`pg_*`). `pg_up` is 0 when it cannot connect to its server; its default `replication`
+  collector exports `pg_replication_lag_seconds`.
 
 Both exporters sit behind Services annotated `prometheus.io/scrape: "true"` (KubeDB creates
 `<name>-stats` that way when the monitoring agent is `prometheus.io/builtin`), so one
@@ -133,14 +135,20 @@ def _alert(name: str, expr: str, duration: str, severity: str, summary: str, des
     }
 
 
-def alert_rule_groups(settings: PrometheusSettings, pgpool_service: str, namespace: str) -> list[dict[str, Any]]:
+def alert_rule_groups(settings: PrometheusSettings, pgpool_service: str, namespace: str,
+                      postgres_metrics_service: str) -> list[dict[str, Any]]:
     """Alert rule groups as data: the rules file's `groups` and a PrometheusRule's `spec.groups`.
 
     `pgpool_service` is the Service in front of the pgpool2_exporter sidecars (the one the
     scrape annotations or ServiceMonitor select); `namespace` is where it and the database run.
+    `postgres_metrics_service` is the Service in front of the postgres_exporter sidecars
+    (KubeDB's `<name>-stats`), or "" when the stack does not know one: a PostgreSQL pod whose
+    exporter is gone then goes unnoticed, one whose server is down still alerts.
     """
     _check_name("pgpool_service", pgpool_service)
     _check_name("namespace", namespace)
+    if postgres_metrics_service:
+        _check_name("postgres_metrics_service", postgres_metrics_service)
     pgpool = {"namespace": namespace, "service": pgpool_service}
     target_up = _selector("up", **pgpool)
     delay_bytes = settings.replication_delay_alert_bytes
@@ -161,14 +169,6 @@ def alert_rule_groups(settings: PrometheusSettings, pgpool_service: str, namespa
             "pgpool2_exporter in {{ $labels.namespace }}/{{ $labels.pod }} cannot reach Pgpool-II",
             "The exporter answers but its connection to Pgpool-II fails: Pgpool-II does not accept "
             "connections, or the monitor user's password in pool_passwd is wrong.",
-        ),
-        _alert(
-            "PgpoolBackendDown",
-            f"{_selector('pgpool2_pool_nodes_status', **pgpool)} == 0",
-            "1m", "critical",
-            "Pgpool-II backend {{ $labels.hostname }}:{{ $labels.port }} is down",
-            "Pgpool-II in {{ $labels.namespace }}/{{ $labels.pod }} reports the {{ $labels.role }} backend "
-            "{{ $labels.hostname }}:{{ $labels.port }} as down or unused and sends it no queries.",
         ),
         _alert(
             "PgpoolFrontendsNearlyExhausted",
@@ -196,7 +196,21 @@ def alert_rule_groups(settings: PrometheusSettings, pgpool_service: str, namespa
         f'label_replace({_selector("pg_stat_replication_pg_wal_lsn_diff", namespace=namespace)} == 0, '
         '"pod", "$1", "application_name", "(.+)")'
     )
+    # Either part gives the series of one pod the same labels, so the alert stays one alert
+    # (and keeps its pending time) when a dead server's pod then loses its exporter too.
+    backend_down = f'{_selector("pg_up", namespace=namespace)} == 0'
+    if postgres_metrics_service:
+        backend_down += f' or {_selector("up", namespace=namespace, service=postgres_metrics_service)} == 0'
     postgres_rules = [
+        _alert(
+            "PostgresBackendDown",
+            backend_down,
+            "1m", "critical",
+            "PostgreSQL {{ $labels.namespace }}/{{ $labels.pod }} is down",
+            "Pod {{ $labels.pod }}: postgres_exporter cannot connect to PostgreSQL, or Prometheus cannot "
+            "scrape the pod's exporter. Pgpool-II does not detach the backend (failover is off), so "
+            "sessions it routes to this server fail until it is back.",
+        ),
         _alert(
             "PostgresReplicationLagHigh",
             f"{lag} > {settings.replication_lag_alert_seconds} unless on (namespace, pod) {caught_up}",
@@ -208,13 +222,14 @@ def alert_rule_groups(settings: PrometheusSettings, pgpool_service: str, namespa
     ]
     return [
         {"name": "pgpool", "rules": pgpool_rules},
-        {"name": "postgres-replication", "rules": postgres_rules},
+        {"name": "postgres", "rules": postgres_rules},
     ]
 
 
-def render_alert_rules(settings: PrometheusSettings, pgpool_service: str, namespace: str) -> str:
+def render_alert_rules(settings: PrometheusSettings, pgpool_service: str, namespace: str,
+                       postgres_metrics_service: str) -> str:
     """A Prometheus rules file holding alert_rule_groups()."""
-    return _dump_yaml({"groups": alert_rule_groups(settings, pgpool_service, namespace)})
+    return _dump_yaml({"groups": alert_rule_groups(settings, pgpool_service, namespace, postgres_metrics_service)})
 
 
 # --- Grafana dashboard --------------------------------------------------------------
@@ -277,9 +292,6 @@ def render_grafana_dashboard(pgpool_service: str, namespace: str) -> str:
     pgpool_panels = [
         _panel("stat", "Pgpool-II up", "none", [(f"pgpool2_up{{{pgpool}}}", "{{pod}}")],
                defaults=_up_down_mappings()),
-        _panel("stat", "Backend status", "none",
-               [(f"min by (hostname, role) (pgpool2_pool_nodes_status{{{pgpool}}})", "{{hostname}} ({{role}})")],
-               defaults=_up_down_mappings()),
         # pgpool2_frontend_used has a series per user and database in use, none when idle;
         # ratio * total is the same number and always present.
         _panel("timeseries", "Frontends (child processes) used / total", "short", [
@@ -297,6 +309,9 @@ def render_grafana_dashboard(pgpool_service: str, namespace: str) -> str:
                [(f"max by (hostname) (pgpool2_pool_nodes_replication_delay{{{pgpool}}})", "{{hostname}}")]),
     ]
     postgres_panels = [
+        # Per pod from its own exporter: Pgpool-II's node status stays up while a server is down.
+        _panel("stat", "PostgreSQL up", "none", [(f"pg_up{{{postgres}}}", "{{pod}}")],
+               defaults=_up_down_mappings()),
         _panel("timeseries", "Connections by state", "short",
                [(f"sum by (pod, state) (pg_stat_activity_count{{{postgres}}})", "{{pod}} {{state}}")]),
         _panel("timeseries", "Commits per second", "ops",

@@ -39,6 +39,8 @@ class PrometheusArgs:
     """The Pgpool-II metrics Service (for rule labels and the dashboard)."""
     pgpool_metrics_selector: dict[str, str]
     """Labels of the metrics Service, for the ServiceMonitor."""
+    postgres_metrics_service: str
+    """The Service in front of the postgres_exporter sidecars (for the rules); "" when unknown."""
     production: bool = False
 
 
@@ -90,7 +92,8 @@ class Prometheus(pulumi.ComponentResource):
             api_version="monitoring.coreos.com/v1",
             kind="PrometheusRule",
             metadata={"name": f"{args.pgpool_service}-rules", "namespace": ns, "labels": labels},
-            spec={"groups": mon.alert_rule_groups(args.settings, args.pgpool_service, ns)},
+            spec={"groups": mon.alert_rule_groups(args.settings, args.pgpool_service, ns,
+                                                    args.postgres_metrics_service)},
             opts=child,
         )
 
@@ -112,7 +115,7 @@ class Prometheus(pulumi.ComponentResource):
             opts=child,
         )
         prometheus_yml = mon.render_prometheus_yml(s, [ns], [f"{RULES_DIR}/*.yml"])
-        rules_yml = mon.render_alert_rules(s, args.pgpool_service, ns)
+        rules_yml = mon.render_alert_rules(s, args.pgpool_service, ns, args.postgres_metrics_service)
         config = k8s.core.v1.ConfigMap(
             f"{NAME}-config",
             metadata={"name": f"{NAME}-config", "namespace": ns, "labels": labels},

@@ -53,6 +53,7 @@ class PgpoolStack(pulumi.ComponentResource):
                 superuser=secrets.users[0],
                 roles=secrets.users[1:],
                 monitor_user=secrets.monitor.name,
+                password_encryption=settings.pgpool.password_encryption,
                 production=settings.production,
                 prometheus_operator=settings.prometheus.enabled and settings.prometheus.operator,
             ), in_namespace)
@@ -74,6 +75,10 @@ class PgpoolStack(pulumi.ComponentResource):
                 pgpool_service=f"{settings.pgpool.name}-metrics",
                 pgpool_metrics_selector={**selector_labels(settings.pgpool.name, "pgpool"),
                                          "app.kubernetes.io/component": "metrics"},
+                # KubeDB puts its exporters behind <name>-stats; other operators' are not known here.
+                postgres_metrics_service=(f"{settings.database.cluster_name}-stats"
+                                          if settings.database.operator == "kubedb" and settings.database.monitoring
+                                          else ""),
                 production=settings.production,
             ), in_namespace)
             self.prometheus_url = prometheus.url

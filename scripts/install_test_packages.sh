@@ -1,11 +1,12 @@
 #!/bin/sh
 # Install the Debian packages the data-plane tests and the benchmark run for real:
-# PostgreSQL 15 (server, pgbench, pg_basebackup), Pgpool-II, PgBouncer, Prometheus.
+# PostgreSQL 15 (server, pgbench, pg_basebackup), Pgpool-II, PgBouncer, Prometheus and
+# postgres_exporter (bookworm: 0.11.1, binary /usr/bin/prometheus-postgres-exporter).
 # Idempotent: does nothing when all are installed; runs `apt-get update` only when an
 # install fails for want of package lists.
 set -eu
 
-PACKAGES="postgresql-15 postgresql-client-15 pgpool2 pgbouncer prometheus"
+PACKAGES="postgresql-15 postgresql-client-15 pgpool2 pgbouncer prometheus prometheus-postgres-exporter"
 
 missing=""
 for package in $PACKAGES; do
@@ -44,3 +45,15 @@ if ! apt_get install -y --no-install-recommends $missing; then
     apt_get update
     apt_get install -y --no-install-recommends $missing
 fi
+
+# An existing policy-rc.d may have let a packaged service start: stop those of the packages
+# installed here (and only those), so no daemon holds a default port or reads /etc defaults.
+for package in $missing; do
+    for script in $(dpkg-query -L "$package" | grep '^/etc/init\.d/' || true); do
+        if [ -d /run/systemd/system ]; then
+            $as_root systemctl stop "${script##*/}"
+        elif "$script" status >/dev/null 2>&1; then
+            $as_root "$script" stop
+        fi
+    done
+done

@@ -32,6 +32,7 @@ GOLDEN = GOLDEN_DIR / "monitoring"
 
 NAMESPACE = "demo"
 PGPOOL_SERVICE = "pgpool-metrics"
+POSTGRES_SERVICE = "pg-stats"
 
 # Metric names as the exporters define them (pgpool2_exporter v1.2.2 pgpool2_exporter.go,
 # postgres_exporter v0.15.0 collector/ and cmd/postgres_exporter/); `up` is Prometheus' own.
@@ -148,7 +149,8 @@ def test_endpoints_job_labels_namespace_service_pod_after_service_labels() -> No
 def test_prometheus_yml_and_its_rule_files_pass_promtool_check_config(promtool: str, tmp_path: Path) -> None:
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
-    (rules_dir / "pgpool.yml").write_text(render_alert_rules(PrometheusSettings(), PGPOOL_SERVICE, NAMESPACE))
+    (rules_dir / "pgpool.yml").write_text(render_alert_rules(PrometheusSettings(), PGPOOL_SERVICE, NAMESPACE,
+                                                                   POSTGRES_SERVICE))
     config = tmp_path / "prometheus.yml"
     config.write_text(render_prometheus_yml(PrometheusSettings(scrape_interval="5s"), [NAMESPACE, "db"],
                                             rule_files=[str(rules_dir / "*.yml")]))
@@ -175,22 +177,24 @@ def test_prometheus_yml_rejects_bad_namespaces(namespaces: Any, bad: str) -> Non
 EXPECTED_ALERTS = {
     "PgpoolDown": "critical",
     "PgpoolExporterCannotReachPgpool": "critical",
-    "PgpoolBackendDown": "critical",
     "PgpoolFrontendsNearlyExhausted": "warning",
     "PgpoolReplicationDelayHigh": "warning",
+    "PostgresBackendDown": "critical",
     "PostgresReplicationLagHigh": "warning",
 }
 
 
 def test_rules_file_and_rule_groups_share_one_source() -> None:
     settings = PrometheusSettings(replication_delay_alert_bytes=1234)
-    rendered = yaml.safe_load(render_alert_rules(settings, PGPOOL_SERVICE, NAMESPACE))
+    for postgres_service in (POSTGRES_SERVICE, ""):
+        rendered = yaml.safe_load(render_alert_rules(settings, PGPOOL_SERVICE, NAMESPACE, postgres_service))
 
-    assert rendered == {"groups": alert_rule_groups(settings, PGPOOL_SERVICE, NAMESPACE)}
+        assert rendered == {"groups": alert_rule_groups(settings, PGPOOL_SERVICE, NAMESPACE, postgres_service)}
 
 
 def test_every_alert_has_severity_summary_description_and_known_metrics() -> None:
-    rules = [r for g in alert_rule_groups(PrometheusSettings(), PGPOOL_SERVICE, NAMESPACE) for r in g["rules"]]
+    rules = [r for g in alert_rule_groups(PrometheusSettings(), PGPOOL_SERVICE, NAMESPACE, POSTGRES_SERVICE)
+             for r in g["rules"]]
 
     assert {r["alert"]: r["labels"]["severity"] for r in rules} == EXPECTED_ALERTS
     for rule in rules:
@@ -201,31 +205,54 @@ def test_every_alert_has_severity_summary_description_and_known_metrics() -> Non
 
 
 def test_replication_delay_threshold_comes_from_settings() -> None:
-    groups = alert_rule_groups(PrometheusSettings(replication_delay_alert_bytes=4096), PGPOOL_SERVICE, NAMESPACE)
+    groups = alert_rule_groups(PrometheusSettings(replication_delay_alert_bytes=4096), PGPOOL_SERVICE, NAMESPACE,
+                               POSTGRES_SERVICE)
     (rule,) = [r for g in groups for r in g["rules"] if r["alert"] == "PgpoolReplicationDelayHigh"]
 
     assert rule["expr"].endswith("> 4096")
     assert "srCheckPeriod > 0" in rule["annotations"]["description"]
 
 
-def test_rules_pass_promtool_check_rules(promtool: str, tmp_path: Path) -> None:
-    (tmp_path / "rules.yml").write_text(render_alert_rules(PrometheusSettings(), PGPOOL_SERVICE, NAMESPACE))
+@pytest.mark.parametrize("postgres_service", [POSTGRES_SERVICE, ""])
+def test_rules_pass_promtool_check_rules(promtool: str, tmp_path: Path, postgres_service: str) -> None:
+    (tmp_path / "rules.yml").write_text(
+        render_alert_rules(PrometheusSettings(), PGPOOL_SERVICE, NAMESPACE, postgres_service))
 
     output = run_promtool(promtool, "check", "rules", "rules.yml", cwd=tmp_path)
 
     assert "SUCCESS: 6 rules found" in output
 
 
-@pytest.mark.parametrize("service, namespace", [('pgpool"} or vector(1) #', NAMESPACE), (PGPOOL_SERVICE, "demo\n")])
-def test_rules_reject_names_that_could_break_out_of_a_label_matcher(service: str, namespace: str) -> None:
+def backend_down_expr(postgres_service: str) -> str:
+    groups = alert_rule_groups(PrometheusSettings(), PGPOOL_SERVICE, NAMESPACE, postgres_service)
+    (rule,) = [r for g in groups for r in g["rules"] if r["alert"] == "PostgresBackendDown"]
+    return rule["expr"]
+
+
+def test_backend_down_watches_the_exporters_service_only_when_it_is_known() -> None:
+    assert backend_down_expr(POSTGRES_SERVICE) == (
+        f'pg_up{{namespace="{NAMESPACE}"}} == 0 or up{{namespace="{NAMESPACE}",service="{POSTGRES_SERVICE}"}} == 0')
+    assert backend_down_expr("") == f'pg_up{{namespace="{NAMESPACE}"}} == 0'
+
+
+@pytest.mark.parametrize("service, namespace, postgres_service", [
+    ('pgpool"} or vector(1) #', NAMESPACE, POSTGRES_SERVICE),
+    (PGPOOL_SERVICE, "demo\n", POSTGRES_SERVICE),
+    (PGPOOL_SERVICE, NAMESPACE, 'pg-stats"} == 0 or vector(0'),
+])
+def test_rules_reject_names_that_could_break_out_of_a_label_matcher(service: str, namespace: str,
+                                                                     postgres_service: str) -> None:
     with pytest.raises(ValueError, match="is not a Kubernetes name"):
-        render_alert_rules(PrometheusSettings(), service, namespace)
+        render_alert_rules(PrometheusSettings(), service, namespace, postgres_service)
 
 
 PGPOOL_POD = {"namespace": NAMESPACE, "service": PGPOOL_SERVICE, "pod": "pgpool-7d9c-x1",
               "job": SERVICE_ENDPOINTS_JOB, "instance": "10.0.3.7:9719"}
 STANDBY_NODE = {"hostname": "pg-standby.demo.svc.cluster.local", "port": "5432", "role": "standby"}
 PRIMARY_NODE = {"hostname": "pg.demo.svc.cluster.local", "port": "5432", "role": "primary"}
+POSTGRES_POD = {"namespace": NAMESPACE, "service": POSTGRES_SERVICE, "pod": "pg-0",
+                "job": SERVICE_ENDPOINTS_JOB, "instance": "10.0.4.10:56790"}
+STANDBY_POD = {**POSTGRES_POD, "pod": "pg-1", "instance": "10.0.4.11:56790"}
 
 
 def series(metric: str, labels: dict[str, str], values: str) -> dict[str, str]:
@@ -235,6 +262,13 @@ def series(metric: str, labels: dict[str, str], values: str) -> dict[str, str]:
 
 def alert(labels: dict[str, str], summary: str, description: str) -> dict[str, Any]:
     return {"exp_labels": labels, "exp_annotations": {"summary": summary, "description": description}}
+
+
+def backend_down(pod: dict[str, str]) -> dict[str, Any]:
+    return alert({**pod, "severity": "critical"}, f"PostgreSQL demo/{pod['pod']} is down",
+                 f"Pod {pod['pod']}: postgres_exporter cannot connect to PostgreSQL, or Prometheus cannot scrape "
+                 "the pod's exporter. Pgpool-II does not detach the backend (failover is off), so sessions it "
+                 "routes to this server fail until it is back.")
 
 
 ALERT_SCENARIOS = {
@@ -248,15 +282,34 @@ ALERT_SCENARIOS = {
              "95% of the child processes (num_init_children) are in use; new clients wait or are refused. "
              "Raise numInitChildren within the backends' max_connections, or add Pgpool-II replicas.")]}],
     ),
-    "backend-down": (
-        [series("pgpool2_pool_nodes_status", {**PGPOOL_POD, **PRIMARY_NODE}, "1x5"),
-         series("pgpool2_pool_nodes_status", {**PGPOOL_POD, **STANDBY_NODE}, "1 0x4")],
-        [{"eval_time": "1m", "alertname": "PgpoolBackendDown", "exp_alerts": []},
-         {"eval_time": "3m", "alertname": "PgpoolBackendDown", "exp_alerts": [alert(
-             {**PGPOOL_POD, **STANDBY_NODE, "severity": "critical"},
-             "Pgpool-II backend pg-standby.demo.svc.cluster.local:5432 is down",
-             "Pgpool-II in demo/pgpool-7d9c-x1 reports the standby backend "
-             "pg-standby.demo.svc.cluster.local:5432 as down or unused and sends it no queries.")]}],
+    "postgres-server-down": (
+        # pg-1's exporter answers but cannot connect from 1m on; pg-0 stays up.
+        [series("pg_up", POSTGRES_POD, "1x5"), series("up", POSTGRES_POD, "1x5"),
+         series("pg_up", STANDBY_POD, "1 0x4"), series("up", STANDBY_POD, "1x5")],
+        [{"eval_time": "1m", "alertname": "PostgresBackendDown", "exp_alerts": []},
+         {"eval_time": "2m", "alertname": "PostgresBackendDown", "exp_alerts": [backend_down(STANDBY_POD)]}],
+    ),
+    "postgres-exporter-not-scraped": (
+        [series("pg_up", POSTGRES_POD, "1x5"), series("up", POSTGRES_POD, "1x5"),
+         series("pg_up", STANDBY_POD, "1 stale"), series("up", STANDBY_POD, "1 0x4")],
+        [{"eval_time": "1m", "alertname": "PostgresBackendDown", "exp_alerts": []},
+         {"eval_time": "2m", "alertname": "PostgresBackendDown", "exp_alerts": [backend_down(STANDBY_POD)]}],
+    ),
+    "postgres-server-then-exporter-down": (
+        # The server stops at 1m, its pod's exporter at 2m: one alert, pending since 1m, firing at 2m.
+        [series("pg_up", STANDBY_POD, "1 0 stale"), series("up", STANDBY_POD, "1 1 0x3")],
+        [{"eval_time": "2m", "alertname": "PostgresBackendDown", "exp_alerts": [backend_down(STANDBY_POD)]}],
+    ),
+    "postgres-up": (
+        [series("pg_up", POSTGRES_POD, "1x5"), series("up", POSTGRES_POD, "1x5"),
+         series("pg_up", STANDBY_POD, "1x5"), series("up", STANDBY_POD, "1x5")],
+        [{"eval_time": "4m", "alertname": "PostgresBackendDown", "exp_alerts": []}],
+    ),
+    "postgres-down-in-another-namespace-or-service": (
+        [series("pg_up", {**STANDBY_POD, "namespace": "other"}, "0x5"),
+         series("up", {**STANDBY_POD, "namespace": "other"}, "0x5"),
+         series("up", {**STANDBY_POD, "service": "other-metrics"}, "0x5")],
+        [{"eval_time": "4m", "alertname": "PostgresBackendDown", "exp_alerts": []}],
     ),
     "pod-not-scraped": (
         [series("up", PGPOOL_POD, "0x5"), series("up", {**PGPOOL_POD, "pod": "pgpool-7d9c-x2"}, "1x5")],
@@ -320,7 +373,7 @@ ALERT_SCENARIOS = {
 def test_alert_expressions_fire_on_the_right_series(promtool: str, tmp_path: Path, scenario: str) -> None:
     input_series, alert_tests = ALERT_SCENARIOS[scenario]
     settings = PrometheusSettings(replication_delay_alert_bytes=1048576)
-    (tmp_path / "rules.yml").write_text(render_alert_rules(settings, PGPOOL_SERVICE, NAMESPACE))
+    (tmp_path / "rules.yml").write_text(render_alert_rules(settings, PGPOOL_SERVICE, NAMESPACE, POSTGRES_SERVICE))
     unit_test = {
         "rule_files": ["rules.yml"],
         "evaluation_interval": "1m",
@@ -391,10 +444,12 @@ def test_dashboard_covers_pgpool_and_postgres_metrics_that_exist() -> None:
     assert services["query"]["query"] == f'label_values(pg_up{{namespace="{NAMESPACE}"}}, service)'
     assert {
         "pgpool2_up", "pgpool2_frontend_total", "pgpool2_frontend_used_ratio",
-        "pgpool2_pool_nodes_status", "pgpool2_pool_nodes_select_cnt", "pgpool2_pool_nodes_replication_delay",
-        "pgpool2_backend_used_ratio", "pg_stat_activity_count", "pg_stat_database_xact_commit",
+        "pgpool2_pool_nodes_select_cnt", "pgpool2_pool_nodes_replication_delay",
+        "pgpool2_backend_used_ratio", "pg_up", "pg_stat_activity_count", "pg_stat_database_xact_commit",
         "pg_replication_lag_seconds",
     } <= used
+    # Pgpool-II reports a stopped backend as up (no failover, no health check): no panel may say otherwise.
+    assert "pgpool2_pool_nodes_status" not in used
     for expr in (t["expr"] for p in dashboard_panels(dashboard) for t in p["targets"]):
         if "pgpool2_" in expr:
             assert f'namespace="{NAMESPACE}",service="{PGPOOL_SERVICE}"' in expr
@@ -422,7 +477,7 @@ def test_dashboard_expressions_are_valid_promql(promtool: str, tmp_path: Path) -
 
 GOLDEN_RENDERINGS = {
     "prometheus.yml": lambda: render_prometheus_yml(PrometheusSettings(), [NAMESPACE]),
-    "rules.yml": lambda: render_alert_rules(PrometheusSettings(), PGPOOL_SERVICE, NAMESPACE),
+    "rules.yml": lambda: render_alert_rules(PrometheusSettings(), PGPOOL_SERVICE, NAMESPACE, POSTGRES_SERVICE),
     "dashboard.json": lambda: render_grafana_dashboard(PGPOOL_SERVICE, NAMESPACE),
 }
 

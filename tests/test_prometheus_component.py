@@ -41,7 +41,17 @@ def alert_names(groups) -> set[str]:
     return {rule["alert"] for group in groups for rule in group["rules"]}
 
 
-EXPECTED_ALERTS = alert_names(alert_rule_groups(PrometheusSettings(), "pgpool-metrics", "pgpool-dev"))
+EXPECTED_ALERTS = alert_names(alert_rule_groups(PrometheusSettings(), "pgpool-metrics", "pgpool-dev", "pg-stats"))
+
+
+def backend_down_expr(groups) -> str:
+    [expr] = [rule["expr"] for group in groups for rule in group["rules"] if rule["alert"] == "PostgresBackendDown"]
+    return expr
+
+
+def rules_file_groups(run) -> list:
+    [text] = run.find("core/v1:ConfigMap", "prometheus-rules").props["data"].values()
+    return yaml.safe_load(text)["groups"]
 
 
 # --- RBAC -----------------------------------------------------------------------------------
@@ -90,12 +100,22 @@ def test_rules_config_map_holds_the_alerts(dev_run):
     rules_map = dev_run.find("core/v1:ConfigMap", "prometheus-rules").props
     [(file_name, text)] = rules_map["data"].items()
     assert alert_names(yaml.safe_load(text)["groups"]) == EXPECTED_ALERTS
-    assert {"PgpoolDown", "PgpoolBackendDown", "PostgresReplicationLagHigh"} <= EXPECTED_ALERTS
+    assert {"PgpoolDown", "PostgresBackendDown", "PostgresReplicationLagHigh"} <= EXPECTED_ALERTS
     config = yaml.safe_load(dev_run.find("core/v1:ConfigMap", "prometheus-config").props["data"]["prometheus.yml"])
     [rule_glob] = config["rule_files"]
     assert posixpath.dirname(rule_glob) == mount_of(dev_run, "rules")
     assert file_name.endswith(posixpath.basename(rule_glob).lstrip("*"))
     assert volume_of(dev_run, "rules")["configMap"]["name"] == rules_map["metadata"]["name"]
+
+
+def test_backend_down_alert_watches_kubedbs_stats_service_when_kubedb_runs_exporters(dev_run, stack_run):
+    # KubeDB names the Service in front of its postgres_exporter sidecars <clusterName>-stats.
+    assert backend_down_expr(rules_file_groups(dev_run)) == (
+        'pg_up{namespace="pgpool-dev"} == 0 or up{namespace="pgpool-dev",service="pg-stats"} == 0')
+    renamed = stack_run(clusterName="orders")
+    assert 'service="orders-stats"' in backend_down_expr(rules_file_groups(renamed))
+    for unknown in (stack_run(postgresMonitoring="false"), stack_run(operator="cloudnativepg")):
+        assert backend_down_expr(rules_file_groups(unknown)) == 'pg_up{namespace="pgpool-dev"} == 0'
 
 
 # --- the server -----------------------------------------------------------------------------
@@ -144,6 +164,7 @@ def test_operator_mode_emits_service_monitor_and_rule_instead_of_a_server(stack_
     [monitor] = [r for r in run.resources if r.type == f"{MONITORING_OPERATOR}:ServiceMonitor"]
     [rule] = [r for r in run.resources if r.type == f"{MONITORING_OPERATOR}:PrometheusRule"]
     assert alert_names(rule.props["spec"]["groups"]) == EXPECTED_ALERTS
+    assert 'service="pg-stats"' in backend_down_expr(rule.props["spec"]["groups"])
     metrics = run.find("core/v1:Service", "pgpool-metrics").props
     spec = monitor.props["spec"]
     assert spec["selector"]["matchLabels"].items() <= metrics["metadata"]["labels"].items()

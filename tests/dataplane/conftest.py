@@ -15,13 +15,14 @@ from typing import Callable, Iterator
 
 import pytest
 
+from tests.dataplane.harness import POSTGRES_EXPORTER
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool
 from tests.dataplane.stack_files import DevStack, dev_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED_TOOLS = ("/usr/lib/postgresql/15/bin/postgres", "/usr/lib/postgresql/15/bin/pg_basebackup",
                   "/usr/sbin/pgpool", "/usr/sbin/pcp_node_info", "/usr/sbin/pcp_node_count", "/usr/bin/pgbench",
-                  "/usr/bin/psql", "/usr/bin/prometheus")
+                  "/usr/bin/psql", "/usr/bin/prometheus", str(POSTGRES_EXPORTER))
 
 
 @pytest.fixture(scope="session", autouse=True)

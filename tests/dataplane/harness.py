@@ -1,7 +1,7 @@
 """Real servers on 127.0.0.1 for the data-plane tests and the benchmark.
 
-A PostgreSQL 15 primary with a streaming hot standby, Pgpool-II, PgBouncer, pgpool2_exporter
-and Prometheus, each a foreground process in its own process group, run as an unprivileged
+A PostgreSQL 15 primary with a streaming hot standby, Pgpool-II, PgBouncer, pgpool2_exporter,
+postgres_exporter and Prometheus, each a foreground process in its own process group, run as an unprivileged
 user (PostgreSQL refuses root), logging to a file in one work directory. `Service.stop()`
 escalates to SIGKILL of the process group; the owners (local_stack.LocalDevStack, the fixtures)
 stop every service in a finally block and remove the work directory.
@@ -10,6 +10,7 @@ stop every service in a finally block and remove the work directory.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -418,21 +420,12 @@ class PgBouncer(Service):
             return True
 
 
-class Exporter(Service):
-    """pgpool2_exporter started the way its image starts it, from the image's environment variables."""
+class MetricsExporter(Service):
+    """A Prometheus exporter `binary` serving /metrics on a free port of 127.0.0.1."""
 
-    def __init__(self, workspace: Workspace, binary: Path, image_env: dict[str, str]):
+    def __init__(self, workspace: Workspace, name: str, binary: str | Path, env: dict[str, str]):
         self.port = free_ports(1)[0]
-        # The image's CMD: DATA_SOURCE_USER/PASS from POSTGRES_USERNAME/PASSWORD, and
-        # DATA_SOURCE_URI="${PGPOOL_SERVICE}:${PGPOOL_SERVICE_PORT}/${POSTGRES_DATABASE}?sslmode=${SSLMODE}".
-        env = {
-            "DATA_SOURCE_USER": image_env["POSTGRES_USERNAME"],
-            "DATA_SOURCE_PASS": image_env["POSTGRES_PASSWORD"],
-            "DATA_SOURCE_URI": f"{image_env['PGPOOL_SERVICE']}:{image_env['PGPOOL_SERVICE_PORT']}/"
-                               f"{image_env['POSTGRES_DATABASE']}?sslmode={image_env['SSLMODE']}",
-        }
-        argv = [str(binary), f"--web.listen-address={LOCALHOST}:{self.port}"]
-        super().__init__(workspace, "pgpool2_exporter", argv, env)
+        super().__init__(workspace, name, [str(binary), f"--web.listen-address={LOCALHOST}:{self.port}"], env)
 
     @property
     def url(self) -> str:
@@ -445,6 +438,37 @@ class Exporter(Service):
     def metrics(self) -> str:
         with urllib.request.urlopen(self.url, timeout=10) as response:
             return response.read().decode()
+
+
+class Exporter(MetricsExporter):
+    """pgpool2_exporter started the way its image starts it, from the image's environment variables."""
+
+    def __init__(self, workspace: Workspace, binary: Path, image_env: dict[str, str]):
+        # The image's CMD: DATA_SOURCE_USER/PASS from POSTGRES_USERNAME/PASSWORD, and
+        # DATA_SOURCE_URI="${PGPOOL_SERVICE}:${PGPOOL_SERVICE_PORT}/${POSTGRES_DATABASE}?sslmode=${SSLMODE}".
+        env = {
+            "DATA_SOURCE_USER": image_env["POSTGRES_USERNAME"],
+            "DATA_SOURCE_PASS": image_env["POSTGRES_PASSWORD"],
+            "DATA_SOURCE_URI": f"{image_env['PGPOOL_SERVICE']}:{image_env['PGPOOL_SERVICE_PORT']}/"
+                               f"{image_env['POSTGRES_DATABASE']}?sslmode={image_env['SSLMODE']}",
+        }
+        super().__init__(workspace, "pgpool2_exporter", binary, env)
+
+
+POSTGRES_EXPORTER = Path("/usr/bin/prometheus-postgres-exporter")
+"""Debian's postgres_exporter (bookworm: 0.11.1)."""
+
+
+class PostgresExporter(MetricsExporter):
+    """Debian's postgres_exporter watching one server as `user`."""
+
+    def __init__(self, workspace: Workspace, name: str, server: Endpoint, user: str, password: str):
+        dsn = {"host": server.host, "port": str(server.port), "user": user, "dbname": "postgres",
+               "sslmode": server.sslmode}
+        # The exporter cuts DATA_SOURCE_NAME at every comma and space (and logs it whole when that
+        # fails), so the password goes where its driver, lib/pq, also reads it: PGPASSWORD.
+        env = {"DATA_SOURCE_NAME": " ".join(f"{key}={value}" for key, value in dsn.items()), "PGPASSWORD": password}
+        super().__init__(workspace, name, POSTGRES_EXPORTER, env)
 
 
 class Prometheus(Service):
@@ -466,6 +490,14 @@ class Prometheus(Service):
     def get(self, path: str) -> str:
         with urllib.request.urlopen(f"http://{LOCALHOST}:{self.port}{path}", timeout=10) as response:
             return response.read().decode()
+
+    def api(self, path: str, **params: str) -> dict | list:
+        """The `data` of an HTTP API answer (/api/v1/<path>?<params>)."""
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        body = json.loads(self.get(f"/api/v1/{path}{query}"))
+        if body.get("status") != "success":
+            raise RuntimeError(f"prometheus /api/v1/{path}{query}: {body}")
+        return body["data"]
 
 
 @contextlib.contextmanager
