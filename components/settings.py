@@ -554,6 +554,9 @@ def load_secrets(settings: StackSettings, secret: Callable[[str], Any]) -> Pgpoo
     db = settings.database
     pool_key = need("poolKey", MAX_POOL_KEY_BYTES) if settings.pgpool.mode == "configmap" else ""
     superuser = Credential(db.superuser, need("dbPassword") if superuser_password_known(settings) else "")
+    if db.operator == "kubedb" and db.monitoring and re.search(r"[\s,]", superuser.password):
+        problems.append(f"{PROJECT}:dbPassword contains a space or a comma: KubeDB passes it to postgres_exporter "
+                        "in a connection string that these break (and then logs whole); set one without them")
     monitor = Credential(settings.monitor_user, need("monitorPassword"))
     apps = tuple(Credential(u, need(f"userPasswords.{u}")) for u in settings.app_users)
     pcp = Credential(settings.pcp_user, need("pcpPassword", MAX_NAME_BYTES))

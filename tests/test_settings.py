@@ -145,6 +145,14 @@ def test_secret_limits():
     assert "x" * 129 not in message  # the value itself never reaches the message
 
 
+def test_kubedb_superuser_password_fits_the_exporters_connection_string():
+    settings = load_settings({}, "dev")
+    with pytest.raises(SettingsError) as error:
+        load_secrets(settings, secrets_for(settings, dbPassword="with space"))
+    assert "pgpool-k8s:dbPassword contains a space or a comma" in str(error.value)
+    load_secrets(load_settings({"postgresMonitoring": "false"}, "dev"), secrets_for(settings, dbPassword="with space"))
+
+
 def test_secrets_in_order_superuser_monitor_apps():
     settings = load_settings({"users": '["app", "reporting"]'}, "dev")
     secrets = load_secrets(settings, secrets_for(settings))

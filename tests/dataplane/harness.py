@@ -278,9 +278,11 @@ class PostgresCluster:
         self.standby = PostgresServer(workspace, "standby", standby_port, superuser, password)
         self.replication_password = f"repl-{os.urandom(8).hex()}"
 
-    def create(self, settings_conf: str, init_sql: str, tls: tuple[str, str] | None = None) -> None:
+    def create(self, settings_conf: str, init_sql: str, tls: tuple[str, str] | None = None,
+               auth_method: str = "scram-sha-256") -> None:
         """initdb, start the primary with `settings_conf` appended to postgresql.conf, run `init_sql`
-        as the superuser, then clone and start the standby. `tls` (certificate, key) turns ssl on."""
+        as the superuser, then clone and start the standby. `tls` (certificate, key) turns ssl on;
+        `auth_method` is pg_hba.conf's method, as KubeDB's clientAuthMode sets it."""
         pwfile = self.workspace.write("initdb.pw", self.primary.password + "\n")
         try:
             self.workspace.run([
@@ -307,10 +309,14 @@ class PostgresCluster:
             for name, pem in zip(("server.crt", "server.key"), tls):
                 self.workspace.write(self.primary.datadir / name, pem)
         (self.primary.datadir / "pg_hba.conf").write_text(
-            f"host all all {LOCALHOST}/32 scram-sha-256\n"
-            f"host replication {REPLICATION_USER} {LOCALHOST}/32 scram-sha-256\n"
+            f"host all all {LOCALHOST}/32 {auth_method}\n"
+            f"host replication {REPLICATION_USER} {LOCALHOST}/32 {auth_method}\n"
         )
         self.primary.start()
+        with self.primary.connect() as conn:
+            # Stored again under settings_conf's password_encryption, as KubeDB sets it after initdb.
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(self.superuser), sql.Literal(self.primary.password)))
         script = self.workspace.write("init.sql", init_sql)
         try:
             self.workspace.run(

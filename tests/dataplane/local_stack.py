@@ -52,7 +52,8 @@ class LocalDevStack:
     def start_database(self, tls: bool = False) -> None:
         """Primary and standby; with `tls` they accept TLS with the stack's certificate."""
         certificate = (self.stack.secret_files["tls.crt"], self.stack.secret_files["tls.key"]) if tls else None
-        self.cluster.create(self.stack.user_conf, self.stack.init_sql, certificate)
+        method = self.stack.settings.pgpool.password_encryption  # KubeDB's clientAuthMode follows it
+        self.cluster.create(self.stack.user_conf, self.stack.init_sql, certificate, method)
 
     def layout(self, name: str) -> LocalLayout:
         base = self.workspace.directory(name)

@@ -7,7 +7,7 @@ import pytest
 
 from tests.dataplane.harness import Endpoint
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool
-from tests.dataplane.stack_files import ROLES, DevStack
+from tests.dataplane.stack_files import ROLES, DevStack, dev_stack
 
 
 def test_every_pool_passwd_user_has_a_password_secret(stack: DevStack) -> None:
@@ -61,11 +61,19 @@ def test_with_ssl_off_users_log_in_with_scram_without_tls(stack: DevStack, pgpoo
             assert conn.execute("SELECT current_user").fetchone() == (user,)
 
 
-@pytest.mark.xfail(strict=True, reason="finding: with passwordEncryption md5 pool_passwd holds md5 hashes, but the "
-                   "program's user.conf makes PostgreSQL store scram verifiers, so Pgpool-II cannot log in to the "
-                   "backend (failed to authenticate with backend using SCRAM: valid password not found)")
-def test_with_md5_password_encryption_users_log_in(pgpool_for) -> None:
-    pgpool = pgpool_for(passwordEncryption="md5")
-    for user, password in pgpool.stack.passwords.items():
-        with pgpool.endpoint.connect(user, password) as conn:
-            assert conn.execute("SELECT current_user").fetchone() == (user,)
+def test_with_md5_password_encryption_users_log_in() -> None:
+    """md5 end to end: the database the program configures for md5 (user.conf, clientAuthMode)
+    and Pgpool-II's md5 pool_passwd entries."""
+    md5 = LocalDevStack(dev_stack(passwordEncryption="md5"))
+    try:
+        md5.start_database()
+        pgpool = md5.pgpool()
+        pool_passwd = pgpool.files["pool_passwd"].read_text().splitlines()
+        assert pool_passwd and all(line.split(":", 1)[1].startswith("md5") for line in pool_passwd)
+        for user, password in md5.stack.passwords.items():
+            with pgpool.endpoint.connect(user, password) as conn:
+                assert conn.execute("SELECT current_user").fetchone() == (user,)
+        with pytest.raises(psycopg.OperationalError, match="authentication failed"):
+            pgpool.endpoint.connect(md5.stack.superuser, "wrong").close()
+    finally:
+        md5.close()

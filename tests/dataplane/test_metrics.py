@@ -8,10 +8,8 @@ The rules select on exactly those.
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import urllib.parse
 from pathlib import Path
 from typing import Iterator
 
@@ -56,12 +54,7 @@ def prometheus_config(exporter: Exporter, rules: Path, labels: dict[str, str]) -
 class Monitored:
     def __init__(self, pgpool: StackPgpool, exporter: Exporter, prometheus: Prometheus):
         self.pgpool, self.exporter, self.prometheus = pgpool, exporter, prometheus
-
-    def api(self, path: str, **params: str) -> dict:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        body = json.loads(self.prometheus.get(f"/api/v1/{path}{query}"))
-        assert body["status"] == "success", body
-        return body["data"]
+        self.api = prometheus.api
 
 
 @pytest.fixture(scope="module")
