@@ -17,7 +17,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from .kube import Workload, kind_of, title
+from .kube import Described, Workload
 from .pgpool_conf import PgpoolConfig, set_params
 from .sources import CONF_KEY, StackView, resource_configs
 from .values import plain
@@ -35,21 +35,13 @@ def settings_of(raw: Any, schema: PolicyConfigSchema | None) -> dict[str, Any]:
 
 
 @dataclass
-class Subject:
+class Subject(Described):
     """The resource a resource policy is looking at, as plain values."""
 
     resource_type: str
     name: str
     props: dict
     settings: dict
-
-    @property
-    def kind(self) -> str | None:
-        return kind_of(self.resource_type)
-
-    @property
-    def title(self) -> str:
-        return title(self.kind or self.resource_type, self.props, self.name)
 
     def workload(self) -> Workload | None:
         return Workload.of(self.resource_type, self.name, self.props)

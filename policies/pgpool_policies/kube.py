@@ -42,6 +42,22 @@ def title(kind: str, props: dict, pulumi_name: str) -> str:
     return f'{kind} "{name if isinstance(name, str) else pulumi_name}"'
 
 
+class Described:
+    """`kind` and `title` for a resource record with resource_type, name and props fields."""
+
+    resource_type: str
+    name: str
+    props: dict
+
+    @property
+    def kind(self) -> str | None:
+        return kind_of(self.resource_type)
+
+    @property
+    def title(self) -> str:
+        return title(self.kind or self.resource_type, self.props, self.name)
+
+
 def labels_of(props: dict) -> dict:
     return as_dict(dig(props, "metadata", "labels"))
 

@@ -15,7 +15,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .kube import Container, Service, Workload, group_of, kind_of, labels_of, namespace_of, same_namespace, title
+from .kube import Container, Described, Service, Workload, group_of, kind_of, labels_of, namespace_of, same_namespace, title
 from .pgpool_conf import ENV_PREFIX, PgpoolConfig, Referenced, parse_pgpool_conf
 from .values import UNKNOWN, as_dict, as_list, dig, plain
 
@@ -182,19 +182,11 @@ def secret_text(props: dict, key: str) -> Any:
 
 
 @dataclass
-class StackResource:
+class StackResource(Described):
     resource_type: str
     name: str
     props: dict
     urn: str
-
-    @property
-    def kind(self) -> str | None:
-        return kind_of(self.resource_type)
-
-    @property
-    def title(self) -> str:
-        return title(self.kind or self.resource_type, self.props, self.name)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.dataplane.harness import POSTGRES_EXPORTER
-from tests.dataplane.local_stack import LocalDevStack, StackPgpool
+from tests.dataplane.local_stack import LocalDevStack, StackPgpool, running_database
 from tests.dataplane.stack_files import DevStack, dev_stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,12 +42,8 @@ def stack() -> DevStack:
 @pytest.fixture(scope="package")
 def local(stack: DevStack) -> Iterator[LocalDevStack]:
     """The dev stack's database (primary + hot standby) on this machine, for this package's tests."""
-    local = LocalDevStack(stack)
-    try:
-        local.start_database()
+    with running_database(stack) as local:
         yield local
-    finally:
-        local.close()
 
 
 @pytest.fixture(scope="package")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from components.pgpool_config import PgpoolPaths
 from tests.dataplane.harness import Endpoint, PgpoolServer, PostgresCluster, Workspace, free_ports
@@ -95,3 +95,14 @@ class LocalDevStack:
             cleanup.callback(self.cluster.close)
             for server in self.pgpools:
                 cleanup.callback(server.stop)
+
+
+@contextlib.contextmanager
+def running_database(stack: DevStack | None = None) -> Iterator[LocalDevStack]:
+    """A LocalDevStack whose database is up for the block, and stopped (with its Pgpool-IIs) after."""
+    local = LocalDevStack(stack)
+    try:
+        local.start_database()
+        yield local
+    finally:
+        local.close()

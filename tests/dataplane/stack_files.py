@@ -24,6 +24,9 @@ from tests.program_run import ProgramRun, dev_stack_inputs, run_program
 AWKWARD = "q'u\"o\\te sp#ce:"
 """Starts every password and the pool key: quote, double quote, backslash, space, '#' and ':'
 must survive every file they reach (pool_passwd, pcppass, init.sql, libpq)."""
+AWKWARD_SUPERUSER = "q'u\"o\\te#c:"
+"""The same without the space, which KubeDB's exporter connection string cannot take (the
+settings layer refuses it for dbPassword)."""
 
 LOCAL_PGPOOL_KEYS = (
     "listen_addresses", "pcp_listen_addresses",  # 127.0.0.1 only
@@ -89,8 +92,9 @@ def awkward_secrets() -> tuple[dict[str, str], dict[str, str]]:
     """The dev stack's config and generated secrets, with every password and the key made awkward."""
     config, generated = dev_stack_inputs()
     secrets = dict(generated)
-    for key in ("dbPassword", "monitorPassword", "pcpPassword", "poolKey"):
+    for key in ("monitorPassword", "pcpPassword", "poolKey"):
         secrets[key] = AWKWARD + generated[key][:24]
+    secrets["dbPassword"] = AWKWARD_SUPERUSER + generated["dbPassword"][:24]
     users = {user: AWKWARD + password[:24] for user, password in json.loads(generated["userPasswords"]).items()}
     secrets["userPasswords"] = json.dumps(users)
     return config, secrets

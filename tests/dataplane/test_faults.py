@@ -17,7 +17,7 @@ import pytest
 
 from tests.dataplane.harness import LOCALHOST
 from tests.dataplane.load import CREATE_WRITES_TABLE, WRITES_TABLE, FaultWindow, WriteLoad, fault_window
-from tests.dataplane.local_stack import LocalDevStack, StackPgpool
+from tests.dataplane.local_stack import LocalDevStack, StackPgpool, running_database
 from tests.dataplane.stack_files import DevStack
 
 WARMUP_S = 3
@@ -30,12 +30,8 @@ LANES = 4
 @pytest.fixture(scope="module")
 def fault_stack(stack: DevStack) -> Iterator[LocalDevStack]:
     """An own database and Pgpool-II: restarts here must not leave stale pooled connections to others."""
-    local = LocalDevStack(stack)
-    try:
-        local.start_database()
+    with running_database(stack) as local:
         yield local
-    finally:
-        local.close()
 
 
 def node_status(local: LocalDevStack, pgpool: StackPgpool, node: int) -> str:

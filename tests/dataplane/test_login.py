@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from tests.dataplane.harness import Endpoint
-from tests.dataplane.local_stack import LocalDevStack, StackPgpool
+from tests.dataplane.local_stack import LocalDevStack, StackPgpool, running_database
 from tests.dataplane.stack_files import ROLES, DevStack, dev_stack
 
 
@@ -64,9 +64,7 @@ def test_with_ssl_off_users_log_in_with_scram_without_tls(stack: DevStack, pgpoo
 def test_with_md5_password_encryption_users_log_in() -> None:
     """md5 end to end: the database the program configures for md5 (user.conf, clientAuthMode)
     and Pgpool-II's md5 pool_passwd entries."""
-    md5 = LocalDevStack(dev_stack(passwordEncryption="md5"))
-    try:
-        md5.start_database()
+    with running_database(dev_stack(passwordEncryption="md5")) as md5:
         pgpool = md5.pgpool()
         pool_passwd = pgpool.files["pool_passwd"].read_text().splitlines()
         assert pool_passwd and all(line.split(":", 1)[1].startswith("md5") for line in pool_passwd)
@@ -75,5 +73,3 @@ def test_with_md5_password_encryption_users_log_in() -> None:
                 assert conn.execute("SELECT current_user").fetchone() == (user,)
         with pytest.raises(psycopg.OperationalError, match="authentication failed"):
             pgpool.endpoint.connect(md5.stack.superuser, "wrong").close()
-    finally:
-        md5.close()
