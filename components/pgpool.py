@@ -43,6 +43,15 @@ def user_secret_name(pgpool: str, user: str) -> str:
     return f"{pgpool}-user-{user.replace('_', '-')}"
 
 
+def metrics_service_name(pgpool: str) -> str:
+    return f"{pgpool}-metrics"
+
+
+def metrics_selector(pgpool: str) -> dict[str, str]:
+    """Labels that pick the exporter's Service out from the client Service (for a ServiceMonitor)."""
+    return {**selector_labels(pgpool, COMPONENT), "app.kubernetes.io/component": "metrics"}
+
+
 class Pgpool(pulumi.ComponentResource):
     """Pgpool-II in front of a primary and a read-only Service, configured as the guide says."""
 
@@ -255,10 +264,10 @@ class Pgpool(pulumi.ComponentResource):
             opts=child,
         )
         metrics = k8s.core.v1.Service(
-            f"{s.name}-metrics",
+            metrics_service_name(s.name),
             metadata={
-                "name": f"{s.name}-metrics", "namespace": ns,
-                "labels": {**labels, "app.kubernetes.io/component": "metrics"},
+                "name": metrics_service_name(s.name), "namespace": ns,
+                "labels": {**labels, **metrics_selector(s.name)},
                 "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(s.exporter_port),
                                 "prometheus.io/path": "/metrics"},
             },

@@ -20,18 +20,21 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from components.backends import Backends
-from components.settings import MAX_NAME_BYTES, Credential, PgpoolSettings
+from components.settings import (
+    MAX_AES_PASSWORD_BYTES,
+    MAX_NAME_BYTES,
+    MAX_PCP_USER_BYTES,
+    MAX_POOL_KEY_BYTES,
+    Credential,
+    PgpoolSettings,
+)
 
 ConfValue = bool | int | str | PurePosixPath
 """A pgpool.conf value; PurePosixPath marks a path the image's entrypoint sets itself in env mode."""
 
-POOL_KEY_MAX_BYTES = 255
-"""pgpool and pg_enc read the key with fgets into a 256-byte buffer: byte 256 on is silently dropped."""
 POOL_PASSWD_ENTRY_MAX = 128
 """pgpool reads at most 128 characters of a pool_passwd entry (getNextToken): an AES entry for a
-password over 79 bytes is longer, and pgpool fails to decrypt the truncated entry."""
-PCP_USER_MAX_BYTES = MAX_NAME_BYTES - 1
-"""The pcp client refuses user names of 128 bytes or more."""
+password over MAX_AES_PASSWORD_BYTES (79) is longer, and pgpool fails to decrypt the truncated entry."""
 PCPPASS_LINE_MAX = 64 * 5 - 1
 """The pcp client reads .pcppass lines with fgets into NAMEDATALEN*5 bytes; longer lines split."""
 SSL_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL"
@@ -55,7 +58,7 @@ class PgpoolPaths:
     """pool_passwd, .pgpoolkey, pcp.conf, .pcppass, tls.crt and tls.key, copied here with mode 0600 by an
     init step: Kubernetes cannot give a Secret's files to uid 70 with mode 0600, and pgpool wants that."""
     socket_dir: str = "/var/run/pgpool"
-    """Unix sockets of pgpool (the readiness probe's psql connects here), PCP and the watchdog IPC."""
+    """Unix sockets of pgpool, PCP (the liveness probe's pcp_node_count connects here) and the watchdog IPC."""
     pid_file: str = "/var/run/pgpool/pgpool.pid"
     logdir: str = "/tmp"
     """Where pgpool keeps pgpool_status (discarded at start by -D)."""
@@ -181,7 +184,7 @@ def _blocks(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: P
         )),
         ("Files. Both socket names: 4.4 renamed socket_dir; each version ignores the other one.", (
             # A plain string: the image's entrypoint sets socket_dir but not the 4.4 name, so env
-            # mode needs it too or 4.4+ puts the socket in /tmp, away from the readiness probe.
+            # mode needs it too or 4.4+ puts the socket in /tmp instead of the sockets volume.
             ("unix_socket_directories", paths.socket_dir),
             ("socket_dir", sockets),
             ("pcp_socket_dir", sockets),
@@ -328,9 +331,9 @@ def _check_pool_key(pool_key: str) -> bytes:
     key = pool_key.encode()
     if not key or any(c in pool_key for c in "\n\r\0"):
         raise ValueError("the pool key is empty or contains a line break or NUL byte; set one without")
-    if len(key) > POOL_KEY_MAX_BYTES:
+    if len(key) > MAX_POOL_KEY_BYTES:
         raise ValueError(f"the pool key is {len(key)} bytes; pgpool reads only the first "
-                         f"{POOL_KEY_MAX_BYTES}, so set one of at most {POOL_KEY_MAX_BYTES} bytes")
+                         f"{MAX_POOL_KEY_BYTES}, so set one of at most {MAX_POOL_KEY_BYTES} bytes")
     return key
 
 
@@ -371,7 +374,8 @@ def pool_passwd_entry(user: str, password: str, method: str, pool_key: str) -> s
         raise ValueError(f"password method {method!r}: use scram-sha-256 or md5")
     if len(entry) > POOL_PASSWD_ENTRY_MAX:
         raise ValueError(f"the password of user {user!r} is too long for pool_passwd: pgpool reads "
-                         f"{POOL_PASSWD_ENTRY_MAX} characters of an entry, so AES passwords must be at most 79 bytes")
+                         f"{POOL_PASSWD_ENTRY_MAX} characters of an entry, so AES passwords must be at most "
+                         f"{MAX_AES_PASSWORD_BYTES} bytes")
     return f"{user}:{entry}"
 
 
@@ -391,7 +395,7 @@ def render_pool_key(pool_key: str) -> str:
 
 def render_pcp_conf(pcp: Credential) -> str:
     """pcp.conf: `user:md5(password)`, without prefix, as `pg_md5 PASSWORD` prints it."""
-    _check_user(pcp.name, PCP_USER_MAX_BYTES)
+    _check_user(pcp.name, MAX_PCP_USER_BYTES)
     _check_password(pcp.name, pcp.password)
     return _lines([f"{pcp.name}:{_md5_hex(pcp.password)}"])
 
@@ -403,7 +407,7 @@ def _pcppass_field(text: str) -> str:
 
 def render_pcppass(pcp: Credential, port: int, host: str = "*") -> str:
     """.pcppass for `pcp_* -w`: `host:port:user:password`; a host of `*` matches any host."""
-    _check_user(pcp.name, PCP_USER_MAX_BYTES)
+    _check_user(pcp.name, MAX_PCP_USER_BYTES)
     _check_password(pcp.name, pcp.password)
     if not host or any(c in host for c in "\n\r\0"):
         raise ValueError(f".pcppass host {host!r} is empty or contains a line break or NUL byte")

@@ -7,7 +7,8 @@ import pulumi_kubernetes as k8s
 
 from components.backends import backends_for
 from components.kubedb import KubeDBPostgres, KubeDBPostgresArgs
-from components.pgpool import Pgpool, PgpoolArgs
+from components.pgpool import Pgpool, PgpoolArgs, metrics_selector, metrics_service_name
+from components.prometheus import NAME as PROMETHEUS_NAME
 from components.prometheus import Prometheus, PrometheusArgs
 from components.settings import PgpoolSecrets, PrometheusSettings, StackSettings
 from components.workload import PART_OF, selector_labels
@@ -72,9 +73,8 @@ class PgpoolStack(pulumi.ComponentResource):
             prometheus = Prometheus("prometheus", PrometheusArgs(
                 settings=settings.prometheus,
                 namespace=ns_name,
-                pgpool_service=f"{settings.pgpool.name}-metrics",
-                pgpool_metrics_selector={**selector_labels(settings.pgpool.name, "pgpool"),
-                                         "app.kubernetes.io/component": "metrics"},
+                pgpool_service=metrics_service_name(settings.pgpool.name),
+                pgpool_metrics_selector=metrics_selector(settings.pgpool.name),
                 # KubeDB puts its exporters behind <name>-stats; other operators' are not known here.
                 postgres_metrics_service=(f"{settings.database.cluster_name}-stats"
                                           if settings.database.operator == "kubedb" and settings.database.monitoring
@@ -113,4 +113,4 @@ def prometheus_peer(prometheus: PrometheusSettings) -> dict:
         # The operator's Prometheus runs in a namespace of its own; the operator labels its pods so.
         return {"namespace_selector": {}, "pod_selector": {"match_labels": {
             "app.kubernetes.io/name": "prometheus", "app.kubernetes.io/managed-by": "prometheus-operator"}}}
-    return {"pod_selector": {"match_labels": selector_labels("prometheus", "prometheus")}}
+    return {"pod_selector": {"match_labels": selector_labels(PROMETHEUS_NAME, PROMETHEUS_NAME)}}

@@ -134,14 +134,18 @@ def run_program(config: dict[str, str], secrets: dict[str, str], stack: str = "d
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
 
     _sync_await(run_pulumi_func(program))
-    root = pulumi.runtime.get_root_resource()
+    return ProgramRun(mocks.resources, *stack_outputs())
+
+
+def stack_outputs() -> tuple[dict[str, Any], set[str]]:
+    """The outputs the program just run exported, resolved, and the names of the secret ones."""
     outputs, secret_outputs = {}, set()
-    for name, output in root.outputs.items():
-        output = pulumi.Output.from_input(output)
+    for name, value in pulumi.runtime.get_root_resource().outputs.items():
+        output = pulumi.Output.from_input(value)
         outputs[name] = _sync_await(output.future())
         if _sync_await(output.is_secret()):
             secret_outputs.add(name)
-    return ProgramRun(mocks.resources, outputs, secret_outputs)
+    return outputs, secret_outputs
 
 
 @functools.lru_cache(maxsize=None)
@@ -149,8 +153,3 @@ def dev_stack_inputs() -> tuple[dict[str, str], dict[str, str]]:
     """The dev stack's config and one set of generated secrets, fixed for a test session."""
     config = {**project_defaults(), **stack_file_config("dev")}
     return config, generate_secrets(config, "dev")
-
-
-def run_dev_stack(**overrides: str) -> ProgramRun:
-    config, secrets = dev_stack_inputs()
-    return run_program({**config, **overrides}, secrets, "dev")

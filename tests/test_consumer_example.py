@@ -13,14 +13,14 @@ import runpy
 from typing import Any
 
 import pulumi
+import pytest
 import yaml
 from pulumi.runtime.rpc_manager import RPCManager
 from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from tests.program_run import ROOT, RegisteredResource, unwrap
-from tests.program_run import fresh_stack
+from tests.program_run import ROOT, RegisteredResource, fresh_stack, stack_outputs, unwrap
 from tests.recorded_run import plain_strings
 from tests.test_manifest_schemas import manifest, validate_builtin
 
@@ -61,14 +61,13 @@ def run_consumer(stack_run_result, **config: str):
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=False)
     pulumi.runtime.set_all_config({**consumer_defaults(), **{f"{PROJECT}:{k}": v for k, v in config.items()}})
     _sync_await(run_pulumi_func(lambda: runpy.run_path(str(CONSUMER / "__main__.py"), run_name="__main__")))
-    root = pulumi.runtime.get_root_resource()
-    outputs, secret = {}, set()
-    for name, value in root.outputs.items():
-        output = pulumi.Output.from_input(value)
-        outputs[name] = _sync_await(output.future())
-        if _sync_await(output.is_secret()):
-            secret.add(name)
-    return mocks, outputs, secret
+    return (mocks, *stack_outputs())
+
+
+@pytest.fixture(scope="module")
+def consumer_run(dev_run):
+    """The consumer with its default config, run once against the dev stack's outputs."""
+    return run_consumer(dev_run)
 
 
 def find(mocks, type_suffix):
@@ -76,15 +75,15 @@ def find(mocks, type_suffix):
     return found
 
 
-def test_consumer_reads_the_stack_it_is_configured_for(dev_run):
-    mocks, _, _ = run_consumer(dev_run)
+def test_consumer_reads_the_stack_it_is_configured_for(dev_run, consumer_run):
+    mocks, _, _ = consumer_run
     assert mocks.references == ["organization/pgpool-k8s/dev"]
     mocks, _, _ = run_consumer(dev_run, stackRef="acme/pgpool-k8s/prod")
     assert mocks.references == ["acme/pgpool-k8s/prod"]
 
 
-def test_consumer_connects_through_pgpool_with_the_stacks_credentials(dev_run):
-    mocks, outputs, _ = run_consumer(dev_run)
+def test_consumer_connects_through_pgpool_with_the_stacks_credentials(dev_run, consumer_run):
+    mocks, outputs, _ = consumer_run
     stack = dev_run.outputs
     config_map = find(mocks, "core/v1:ConfigMap").props
     assert config_map["metadata"]["namespace"] == stack["namespace"]
@@ -140,8 +139,8 @@ def consumer_error(stack_run_result, **config: str) -> str:
     return message
 
 
-def test_the_stacks_secret_outputs_stay_secret(dev_run):
-    mocks, outputs, secret_outputs = run_consumer(dev_run)
+def test_the_stacks_secret_outputs_stay_secret(dev_run, consumer_run):
+    mocks, outputs, secret_outputs = consumer_run
     password = dev_run.outputs["superuserPassword"]
     assert "superuserPassword" in dev_run.secret_outputs
     for resource in mocks.resources:
@@ -151,8 +150,8 @@ def test_the_stacks_secret_outputs_stay_secret(dev_run):
     assert secret_outputs == set()  # nothing secret is re-exported, so nothing could leak in plaintext
 
 
-def test_consumer_objects_are_valid_restricted_and_rendered_without_a_cluster(dev_run):
-    mocks, _, _ = run_consumer(dev_run)
+def test_consumer_objects_are_valid_restricted_and_rendered_without_a_cluster(consumer_run):
+    mocks, _, _ = consumer_run
     provider = find(mocks, "providers:kubernetes").props
     assert provider == {"renderYamlToDirectory": ".state/manifests/dev"}
     for resource in mocks.resources:

@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from components.settings import PROJECT, load_secrets, load_settings
+from tests.built_tools import built_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "dev"
@@ -30,14 +31,7 @@ DEV_SERVICE_NAMES = {"pgpool", "pgpool.pgpool-dev", "pgpool.pgpool-dev.svc", "pg
 @pytest.fixture(scope="session")
 def pulumi_cli() -> Path:
     """The Pulumi CLI built by scripts/tools.sh (on first use; cached between runs)."""
-    result = subprocess.run([str(ROOT / "scripts" / "tools.sh"), "pulumi"], capture_output=True, text=True)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        pytest.fail(f"scripts/tools.sh pulumi failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    path = Path(lines[-1])
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"scripts/tools.sh pulumi printed {path}, which is not an executable")
-    return path
+    return built_tool("pulumi")
 
 
 @dataclass

@@ -8,7 +8,6 @@ expressions are proved with `promtool test rules`: input series in, expected ale
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -24,10 +23,10 @@ from components.monitoring_config import (
     render_grafana_dashboard,
     render_prometheus_yml,
 )
-from tests.golden import GOLDEN_DIR, assert_matches_golden
 from components.settings import PrometheusSettings
+from tests.built_tools import built_tool
+from tests.golden import GOLDEN_DIR, assert_matches_golden
 
-REPO = Path(__file__).resolve().parents[1]
 GOLDEN = GOLDEN_DIR / "monitoring"
 
 NAMESPACE = "demo"
@@ -55,17 +54,7 @@ KNOWN_METRICS = PGPOOL2_EXPORTER_METRICS | POSTGRES_EXPORTER_METRICS | {"up"}
 @pytest.fixture(scope="session")
 def promtool() -> str:
     """Path of a promtool built from the Prometheus Go module (built on first use)."""
-    script = REPO / "scripts" / "tools.sh"
-    if not script.is_file():
-        pytest.fail(f"{script} is missing: it provides the promtool these tests need")
-    result = subprocess.run(["bash", str(script), "promtool"], cwd=REPO, capture_output=True, text=True)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        pytest.fail(f"scripts/tools.sh promtool failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    path = lines[-1]
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"scripts/tools.sh promtool printed {path!r}, which is not an executable")
-    return path
+    return str(built_tool("promtool"))
 
 
 def run_promtool(promtool: str, *args: str, cwd: Path) -> str:

@@ -25,7 +25,6 @@ import pytest
 
 from components.backends import Backends, backends_for
 from components.pgpool_config import (
-    POOL_KEY_MAX_BYTES,
     PgpoolPaths,
     config_checksum,
     pgpool_command,
@@ -39,9 +38,10 @@ from components.pgpool_config import (
     render_pool_key,
     render_pool_passwd,
 )
+from components.settings import MAX_POOL_KEY_BYTES, Credential, PgpoolSettings, load_settings
 from tests.golden import GOLDEN_DIR, assert_matches_golden
-from components.settings import Credential, PgpoolSettings, load_settings
 from tests.dataplane.harness import LOCALHOST, Service, Workspace, free_ports
+from tests.dataplane.local_stack import local_pgpool_paths
 
 GOLDEN = GOLDEN_DIR / "pgpool"
 INSTALL_HINT = "run `apt-get install pgpool2` (Debian's pgpool2 ships pgpool, pg_enc, pg_md5 and the pcp_* clients)"
@@ -364,7 +364,7 @@ def test_pool_key_over_255_bytes_is_refused_because_pgpool_drops_the_rest(tmp_pa
         entries.add(run([tool("pg_enc"), "-k", str(key_file), "--", "pw"]).splitlines()[-1])
     [printed] = entries  # pg_enc (and pgpool) never see the 256th byte
     assert f"u:{printed.removeprefix('pool_passwd string: ')}" == pool_passwd_entry(
-        "u", "pw", "scram-sha-256", key_256[:POOL_KEY_MAX_BYTES])
+        "u", "pw", "scram-sha-256", key_256[:MAX_POOL_KEY_BYTES])
     with pytest.raises(ValueError, match="pool key is 256 bytes"):
         pool_passwd_entry("u", "pw", "scram-sha-256", key_256)
 
@@ -449,14 +449,6 @@ def workspace() -> Iterator[Workspace]:
         space.remove()
 
 
-def local_paths(space: Workspace) -> PgpoolPaths:
-    for directory in ("config", "secrets", "run", "log"):
-        space.directory(directory)
-    root = space.root
-    return PgpoolPaths(config_dir=f"{root}/config", secrets_dir=f"{root}/secrets", socket_dir=f"{root}/run",
-                       pid_file=f"{root}/run/pgpool.pid", logdir=f"{root}/log")
-
-
 def local_settings(**changes: object) -> tuple[PgpoolSettings, Backends]:
     """Pgpool on free ports, its two backends on closed ones (no login gets past authentication)."""
     port, pcp_port, backend_port = free_ports(3)
@@ -516,7 +508,7 @@ def pgpool(request: pytest.FixtureRequest, tls_pair: tuple[str, str]) -> Iterato
     ssl, method = request.param
     settings, backends = local_settings(ssl=ssl, password_encryption=method, sr_check_user=ODD_SR_CHECK_USER)
     with workspace() as space:
-        paths = local_paths(space)
+        paths = local_pgpool_paths(space)
         with running_pgpool(space, settings, paths, rendered_files(settings, backends, paths, tls_pair)) as local:
             yield local
 
@@ -594,7 +586,7 @@ def test_env_form_through_the_image_sed_is_read_back_by_pgpool(tls_pair: tuple[s
     image adds itself (taken from the configmap form), gives pgpool the same parameters."""
     settings, backends = local_settings()
     with workspace() as space:
-        paths = local_paths(space)
+        paths = local_pgpool_paths(space)
         files = rendered_files(settings, backends, paths, tls_pair, users=USERS[:1])
         env = render_pgpool_env(settings, backends, DEV.namespace)
         from_env = image_env_to_conf(env)
@@ -614,7 +606,7 @@ def test_pgpool_decrypts_aes_entries_up_to_79_bytes(tls_pair: tuple[str, str], t
     settings, backends = local_settings(ssl=False)
     too_long = Credential("toolong", "z" * 80)
     with workspace() as space:
-        paths = local_paths(space)
+        paths = local_pgpool_paths(space)
         files = rendered_files(settings, backends, paths, tls_pair, users=(USERS[-1],))
         files[paths.pool_passwd] += pool_passwd_by_tools(tmp_path, (too_long,), "scram-sha-256", POOL_KEY)
         with running_pgpool(space, settings, paths, files) as local:
@@ -627,7 +619,7 @@ def test_pgpool_keeps_backslash_escapes_verbatim_so_a_quote_cannot_be_escaped(tl
     """Why quote_conf_value refuses quotes instead of escaping them: pgpool reads 'it\\'s' as it\\'s."""
     settings, backends = local_settings(ssl=False)
     with workspace() as space:
-        paths = local_paths(space)
+        paths = local_pgpool_paths(space)
         files = rendered_files(settings, backends, paths, tls_pair, users=USERS[:1])
         files[paths.pgpool_conf] += "sr_check_user = 'it\\'s'\n"
         with running_pgpool(space, settings, paths, files) as local:

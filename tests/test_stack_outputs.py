@@ -7,8 +7,7 @@ import json
 import pytest
 
 from components.settings import SettingsError
-from tests.program_run import dev_stack_inputs, run_program
-from tests.program_run import fresh_stack
+from tests.program_run import dev_stack_inputs, fresh_stack, run_program
 from tests.recorded_run import plain_strings, recording_registrations, secret_values, secrets_for
 
 OUTPUTS = {"namespace", "pgpoolHost", "pgpoolPort", "primaryService", "replicaService", "credentialsSecret",

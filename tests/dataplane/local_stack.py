@@ -15,6 +15,17 @@ KEEP_ENV = "DATAPLANE_KEEP"
 """Set to 1 to keep the work directory (data, logs, files) after the run, for debugging."""
 
 
+def local_pgpool_paths(workspace: Workspace, *under: str) -> PgpoolPaths:
+    """Pgpool-II's files in directory `under` of the workspace (its root by default), one
+    subdirectory each for config, secrets, sockets and logs."""
+    base = workspace.directory(*under)
+    for part in ("config", "secrets", "run", "log"):
+        workspace.directory(*under, part)
+    return PgpoolPaths(config_dir=str(base / "config"), secrets_dir=str(base / "secrets"),
+                       socket_dir=str(base / "run"), pid_file=str(base / "run" / "pgpool.pid"),
+                       logdir=str(base / "log"))
+
+
 class StackPgpool(PgpoolServer):
     """Pgpool-II started by the program's command line on the local copy of the program's files."""
 
@@ -56,15 +67,9 @@ class LocalDevStack:
         self.cluster.create(self.stack.user_conf, self.stack.init_sql, certificate, method)
 
     def layout(self, name: str) -> LocalLayout:
-        base = self.workspace.directory(name)
-        for part in ("config", "secrets", "run", "log"):
-            self.workspace.directory(name, part)
-        paths = PgpoolPaths(config_dir=str(base / "config"), secrets_dir=str(base / "secrets"),
-                            socket_dir=str(base / "run"), pid_file=str(base / "run" / "pgpool.pid"),
-                            logdir=str(base / "log"))
         port, pcp_port = free_ports(2)
-        return LocalLayout(paths, port, pcp_port, self.cluster.primary.endpoint.port,
-                           self.cluster.standby.endpoint.port)
+        return LocalLayout(local_pgpool_paths(self.workspace, name), port, pcp_port,
+                           self.cluster.primary.endpoint.port, self.cluster.standby.endpoint.port)
 
     def pgpool(self, name: str = "pgpool", edit: Callable[[dict[str, str]], None] | None = None,
                stack: DevStack | None = None) -> StackPgpool:
