@@ -51,12 +51,12 @@ class KubeDBPostgres(pulumi.ComponentResource):
         backends: Backends = backends_for(db)
 
         auth = kubernetes_secret(backends.credentials_secret, ns, labels,
-                       {"username": args.superuser.name, "password": args.superuser.password}, child,
-                       "kubernetes.io/basic-auth")
+                                 {"username": args.superuser.name, "password": args.superuser.password}, child,
+                                 "kubernetes.io/basic-auth")
         config = kubernetes_secret(f"{db.cluster_name}-config", ns, labels,
                                    {"user.conf": render_user_conf(db, args.password_encryption)}, child)
         init = kubernetes_secret(f"{db.cluster_name}-init", ns, labels,
-                       {"init.sql": render_init_sql(args.roles, args.monitor_user)}, child)
+                                 {"init.sql": render_init_sql(args.roles, args.monitor_user)}, child)
 
         storage = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": db.storage_size}}}
         if db.storage_class:

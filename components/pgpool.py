@@ -82,7 +82,7 @@ class Pgpool(pulumi.ComponentResource):
         for user in sec.users[1:]:
             secret_name = user_secret_name(s.name, user.name)
             kubernetes_secret(secret_name, ns, labels, {"username": user.name, "password": user.password}, child,
-                    "kubernetes.io/basic-auth")
+                              "kubernetes.io/basic-auth")
             credential_secrets[user.name] = (secret_name, "username", "password")
             if user is not sec.monitor:
                 self.user_secret_names[user.name] = secret_name
@@ -100,8 +100,8 @@ class Pgpool(pulumi.ComponentResource):
             })
         else:
             pcp_secret = f"{s.name}-pcp"
-            kubernetes_secret(pcp_secret, ns, labels, {"username": sec.pcp.name, "password": sec.pcp.password}, child,
-                    "kubernetes.io/basic-auth")
+            kubernetes_secret(pcp_secret, ns, labels, {"username": sec.pcp.name, "password": sec.pcp.password},
+                              child, "kubernetes.io/basic-auth")
             env = [{"name": k, "value": v} for k, v in conf.render_pgpool_env(s, args.backends, ns)]
             env += [
                 {"name": "PGPOOL_PASSWORD_ENCRYPTION_METHOD", "value": s.password_encryption},
@@ -127,7 +127,7 @@ class Pgpool(pulumi.ComponentResource):
         if s.ssl and not tls_secret_name:
             tls_secret_name = f"{s.name}-tls"
             kubernetes_secret(tls_secret_name, ns, labels, {"tls.crt": sec.tls_cert, "tls.key": sec.tls_key}, child,
-                    "kubernetes.io/tls")
+                              "kubernetes.io/tls")
 
         self.config_checksum = conf.config_checksum(
             *[f"{k}\n{v}" for k, v in sorted({**config_files, **files}.items())],
