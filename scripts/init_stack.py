@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,8 @@ from components.settings import (  # noqa: E402
 
 
 def pulumi(*args: str, stdin: str | None = None) -> str:
+    if shutil.which("pulumi") is None:
+        raise SystemExit("scripts/init_stack.py needs the Pulumi CLI on PATH (see README, 'The two commands')")
     result = subprocess.run(["pulumi", *args, "--cwd", str(ROOT)], input=stdin, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"pulumi {args[0]} {args[1] if len(args) > 1 else ''} failed:\n{result.stderr.strip()}")
