@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from components.settings import DatabaseSettings
+from components.workload import service_host
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Backends:
         """Fully qualified name, so Pgpool-II resolves it from any namespace."""
         if "." in service:
             return service
-        return f"{service}.{namespace}.svc.cluster.local"
+        return service_host(service, namespace)
 
 
 def backends_for(db: DatabaseSettings) -> Backends:

@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from components.workload import service_host
+
 # Letters and digits only: generated values then need no escaping anywhere they go.
 ALPHABET = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 32
@@ -29,7 +31,7 @@ def random_token(length: int = PASSWORD_LENGTH) -> str:
 def self_signed_certificate(service: str, namespace: str) -> tuple[str, str]:
     """PEM certificate and key for Pgpool-II's Service names (ECDSA P-256)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
+    names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", service_host(service, namespace)]
     now = datetime.datetime.now(datetime.timezone.utc)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[-1])])
     cert = (

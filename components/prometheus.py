@@ -22,9 +22,12 @@ from components.workload import (
     pod_security_context,
     resources,
     selector_labels,
+    service_host,
 )
 
 NAME = "prometheus"
+POD_LABELS = selector_labels(NAME, NAME)
+"""The Prometheus pods' labels, also what Pgpool-II's NetworkPolicy admits to the exporter."""
 PORT = 9090
 UID = 65534  # nobody, the user of the official image
 RULES_DIR = "/etc/prometheus/rules"
@@ -47,14 +50,12 @@ class PrometheusArgs:
 class Prometheus(pulumi.ComponentResource):
     url: str
     """In-cluster URL of the Prometheus server; empty with the Prometheus Operator."""
-    pod_labels: dict[str, str]
 
     def __init__(self, name: str, args: PrometheusArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("pgpool-k8s:index:Prometheus", name, None, opts)
         s, ns = args.settings, args.namespace
         child = pulumi.ResourceOptions(parent=self)
         labels = metadata_labels(NAME, NAME, args.production)
-        self.pod_labels = selector_labels(NAME, NAME)
 
         if s.grafana_dashboard:
             k8s.core.v1.ConfigMap(
@@ -70,7 +71,7 @@ class Prometheus(pulumi.ComponentResource):
             self.url = ""
         else:
             self._server(args, labels, child)
-            self.url = f"http://{NAME}.{ns}.svc.cluster.local:{PORT}"
+            self.url = f"http://{service_host(NAME, ns)}:{PORT}"
         self.register_outputs({"url": self.url})
 
     def _operator_objects(self, args: PrometheusArgs, labels: dict, child: pulumi.ResourceOptions) -> None:
@@ -166,7 +167,7 @@ class Prometheus(pulumi.ComponentResource):
                 "replicas": 1,
                 # Two servers must never write one TSDB volume.
                 "strategy": {"type": "Recreate"},
-                "selector": {"match_labels": self.pod_labels},
+                "selector": {"match_labels": POD_LABELS},
                 "template": {
                     "metadata": {"labels": labels,
                                  "annotations": {"checksum/config": config_checksum(prometheus_yml, rules_yml)}},

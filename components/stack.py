@@ -8,10 +8,10 @@ import pulumi_kubernetes as k8s
 from components.backends import backends_for
 from components.kubedb import KubeDBPostgres, KubeDBPostgresArgs
 from components.pgpool import Pgpool, PgpoolArgs, metrics_selector, metrics_service_name
-from components.prometheus import NAME as PROMETHEUS_NAME
+from components.prometheus import POD_LABELS as PROMETHEUS_POD_LABELS
 from components.prometheus import Prometheus, PrometheusArgs
 from components.settings import PgpoolSecrets, PrometheusSettings, StackSettings
-from components.workload import PART_OF, selector_labels
+from components.workload import PART_OF, service_host
 
 
 class PgpoolStack(pulumi.ComponentResource):
@@ -84,14 +84,15 @@ class PgpoolStack(pulumi.ComponentResource):
             self.prometheus_url = prometheus.url
 
         self.namespace = namespace.metadata["name"]
-        self.pgpool_host = pulumi.Output.concat(pgpool.service_name, ".", ns_name, ".svc.cluster.local")
+        self.pgpool_host = pgpool.service_name.apply(lambda service: service_host(service, ns_name))
         self.pgpool_port = settings.pgpool.port
         self.primary_service = backends.host(backends.primary_service, ns_name)
         self.replica_service = backends.host(backends.replica_service, ns_name)
         self.app_credentials_secrets = pgpool.user_secret_names
         self.credentials_secret = next(iter(pgpool.user_secret_names.values()), backends.credentials_secret)
-        self.metrics_endpoint = pulumi.Output.concat(
-            "http://", pgpool.metrics_service_name, ".", ns_name, f".svc.cluster.local:{settings.pgpool.exporter_port}/metrics")
+        exporter_port = settings.pgpool.exporter_port
+        self.metrics_endpoint = pgpool.metrics_service_name.apply(
+            lambda service: f"http://{service_host(service, ns_name)}:{exporter_port}/metrics")
         self.register_outputs({
             "namespace": self.namespace,
             "pgpool_host": self.pgpool_host,
@@ -113,4 +114,4 @@ def prometheus_peer(prometheus: PrometheusSettings) -> dict:
         # The operator's Prometheus runs in a namespace of its own; the operator labels its pods so.
         return {"namespace_selector": {}, "pod_selector": {"match_labels": {
             "app.kubernetes.io/name": "prometheus", "app.kubernetes.io/managed-by": "prometheus-operator"}}}
-    return {"pod_selector": {"match_labels": selector_labels(PROMETHEUS_NAME, PROMETHEUS_NAME)}}
+    return {"pod_selector": {"match_labels": PROMETHEUS_POD_LABELS}}

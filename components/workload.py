@@ -9,6 +9,11 @@ from __future__ import annotations
 PART_OF = "pgpool-k8s"
 
 
+def service_host(service: str, namespace: str) -> str:
+    """A Service's fully qualified in-cluster name, resolvable from any namespace."""
+    return f"{service}.{namespace}.svc.cluster.local"
+
+
 def selector_labels(name: str, component: str) -> dict[str, str]:
     """The one label set shared by a workload's selector, pod template and Services."""
     return {"app.kubernetes.io/name": component, "app.kubernetes.io/instance": name}
