@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a test tool from the Go module proxy into the cache's bin/ (once per pinned version) and
 # prints its path on stdout. Progress and timings go to stderr.
-#   scripts/tools.sh pulumi            Pulumi CLI v3.259.0 (no language host, no provider)
+#   scripts/tools.sh pulumi            Pulumi CLI v3.274.1
 #   scripts/tools.sh promtool          promtool of Prometheus v3.5.0 (Go module v0.305.0)
 #   scripts/tools.sh pgpool2_exporter  pgpool2_exporter v1.2.2
 # Tools whose upstream go.mod has replace lines are built from a wrapper module in scripts/tools/NAME.
@@ -37,7 +37,7 @@ wrapper_stamp() {
     echo "$2 $(cat "$scripts_dir/tools/$1/go.mod" "$scripts_dir/tools/$1/go.sum" | sha256sum | cut -c1-16)"
 }
 
-pulumi_version=v3.259.0
+pulumi_version=v3.274.1
 
 # Tags and version ldflag as in upstream's release build; CGO off for a static binary.
 # -mod=readonly: the committed go.mod/go.sum decide every dependency version.
@@ -65,6 +65,30 @@ build_promtool() {
     )
 }
 
+kubernetes_provider_version=4.25.0
+kubernetes_provider_module=github.com/pulumi/pulumi-kubernetes/provider/v4
+
+# Upstream's release build: cmd/pulumi-resource-kubernetes embeds a schema that its generate.go writes,
+# so the command's sources are copied beside the wrapper's go.mod in a build directory of the cache.
+build_pulumi_resource_kubernetes() {
+    local build_dir="$PGPOOL_K8S_CACHE/build/pulumi-resource-kubernetes"
+    rm -rf "$build_dir"
+    mkdir -p "$build_dir"
+    cp "$scripts_dir/tools/pulumi-resource-kubernetes/go.mod" "$scripts_dir/tools/pulumi-resource-kubernetes/go.sum" "$build_dir/"
+    (
+        cd "$build_dir"
+        local source_dir
+        source_dir="$(go list -mod=readonly -m -f '{{.Dir}}' "$kubernetes_provider_module")/cmd/pulumi-resource-kubernetes"
+        cp "$source_dir"/{main.go,generate.go,schema.json,terraform-mapping.json} .
+        chmod u+w ./*
+        VERSION="$kubernetes_provider_version" go run -mod=readonly generate.go
+        CGO_ENABLED=0 go build -p 2 -mod=readonly -trimpath \
+            -ldflags "-X $kubernetes_provider_module/pkg/version.Version=$kubernetes_provider_version" \
+            -o "$bin_dir/pulumi-resource-kubernetes" .
+    )
+    rm -rf "$build_dir"
+}
+
 pgpool2_exporter_version=v1.2.2
 
 # Tags and CGO setting as in the upstream .promu.yml.
@@ -77,6 +101,10 @@ build_pgpool2_exporter() {
 case "${1:-}" in
     pulumi)
         build_once pulumi "$(wrapper_stamp pulumi "$pulumi_version")" build_pulumi
+        ;;
+    pulumi-resource-kubernetes)
+        build_once pulumi-resource-kubernetes \
+            "$(wrapper_stamp pulumi-resource-kubernetes "$kubernetes_provider_version")" build_pulumi_resource_kubernetes
         ;;
     promtool)
         build_once promtool "$(wrapper_stamp promtool "$promtool_module_version")" build_promtool
