@@ -1,12 +1,28 @@
 # pgpool-k8s: the commands of the README. Everything runs offline from the package registries.
 STACK ?= dev
+POLICY_CONFIG ?=
 SHELL := /bin/bash
+ENGINE := scripts/bootstrap.sh && source scripts/env.sh && .venv/bin/python scripts/engine.py
+POLICY_FLAGS := $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG))
 
-.PHONY: up test init unit bench destroy
+.PHONY: up preview refresh destroy test init unit bench cluster-start cluster-stop
 
-## Deploy the stack (render manifests when no cluster is configured): bootstrap, init secrets, pulumi up.
+## The main job: bootstrap, create or select the stack, generate its missing secrets, preview with the policy
+## pack (stop on a mandatory violation), update; renders the manifests when no cluster is configured.
 up:
-	scripts/up.sh $(STACK)
+	$(ENGINE) up --stack $(STACK) $(POLICY_FLAGS)
+
+## Preview with the policy pack: what CI runs on a change.
+preview:
+	$(ENGINE) preview --stack $(STACK) $(POLICY_FLAGS)
+
+## Compare the state with what is really there.
+refresh:
+	$(ENGINE) refresh --stack $(STACK)
+
+## Delete everything the stack created (and its rendered files).
+destroy:
+	$(ENGINE) destroy --stack $(STACK)
 
 ## Every test: unit, policy pack, data plane on real Pgpool-II/PostgreSQL, the real Pulumi engine.
 test:
@@ -14,15 +30,21 @@ test:
 
 ## Validate the stack's config and generate its missing secrets into encrypted stack config.
 init:
-	scripts/bootstrap.sh >&2 && source scripts/env.sh && .venv/bin/python scripts/init_stack.py --stack $(STACK)
+	scripts/bootstrap.sh && source scripts/env.sh && pulumi stack select --create --non-interactive $(STACK) && \
+		.venv/bin/python scripts/init_stack.py --stack $(STACK)
 
 ## Unit tests only (mocks, renderers, policies): fast.
 unit:
-	scripts/bootstrap.sh >&2 && .venv/bin/python -m pytest -q tests --ignore=tests/dataplane --ignore=tests/engine
+	scripts/bootstrap.sh && source scripts/env.sh && \
+		.venv/bin/python -m pytest -q tests --ignore=tests/dataplane --ignore=tests/engine --ignore=tests/cluster
 
 ## Pgpool-II vs PostgreSQL vs PgBouncer throughput table (not a test).
 bench:
-	scripts/bootstrap.sh >&2 && scripts/install_test_packages.sh && .venv/bin/python scripts/benchmark.py
+	scripts/bootstrap.sh && scripts/install_test_packages.sh && .venv/bin/python scripts/benchmark.py
 
-destroy:
-	scripts/bootstrap.sh >&2 && source scripts/env.sh && pulumi destroy --yes --stack $(STACK)
+## The local Kubernetes control plane (scripts/cluster.py); `make up STACK=local` starts it by itself.
+cluster-start:
+	scripts/bootstrap.sh && source scripts/env.sh && .venv/bin/python scripts/cluster.py start
+
+cluster-stop:
+	scripts/bootstrap.sh && source scripts/env.sh && .venv/bin/python scripts/cluster.py stop

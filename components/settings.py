@@ -22,6 +22,7 @@ STREAMING_MODES = ("Asynchronous", "Synchronous")
 LOAD_BALANCE_ON_WRITE = ("transaction", "trans_transaction", "always", "dml_adaptive")
 PROMETHEUS_STORAGE = ("emptyDir", "pvc")
 PASSWORD_ENCRYPTION = ("scram-sha-256", "md5")
+POD_SECURITY_LEVELS = ("baseline", "restricted")
 
 MAX_NAME_BYTES = 128  # pgpool's limit for user names and passwords in pool_passwd/pcp.conf
 MAX_PCP_USER_BYTES = 127  # the pcp client refuses 128
@@ -190,6 +191,8 @@ class StackSettings:
     namespace: str
     stack: str
     production: bool
+    pod_security_enforce: str
+    """Pod Security level the namespace enforces (it always warns and audits at restricted)."""
     allow_load_balancer: bool
     database: DatabaseSettings
     pgpool: PgpoolSettings
@@ -422,6 +425,7 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
         r.fail("srCheckUser", pgpool.sr_check_user, "only used when srCheckPeriod > 0; set srCheckPeriod (e.g. 10) or remove srCheckUser")
 
     production = r.boolean("production", False)
+    pod_security_enforce = r.choice("podSecurityEnforce", "baseline", POD_SECURITY_LEVELS)
     allow_load_balancer = r.boolean("allowLoadBalancer", False)
     if pgpool.service_type == "LoadBalancer" and not allow_load_balancer:
         r.fail("pgpoolServiceType", "LoadBalancer", "exposing Pgpool-II outside the cluster needs allowLoadBalancer = true")
@@ -446,7 +450,8 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
     if r.problems:
         raise SettingsError(r.problems)
     return StackSettings(
-        namespace=namespace, stack=stack, production=production, allow_load_balancer=allow_load_balancer,
+        namespace=namespace, stack=stack, production=production, pod_security_enforce=pod_security_enforce,
+        allow_load_balancer=allow_load_balancer,
         database=database, pgpool=pgpool, prometheus=prometheus, target=target,
         app_users=app_users, pcp_user=pcp_user, monitor_user=monitor_user,
     )

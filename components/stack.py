@@ -37,8 +37,8 @@ class PgpoolStack(pulumi.ComponentResource):
             ns_name,
             metadata={"name": ns_name, "labels": {
                 "app.kubernetes.io/part-of": PART_OF,
-                # KubeDB's own pods are not all "restricted"; ours are, and warnings show any that are not.
-                "pod-security.kubernetes.io/enforce": "baseline",
+                # Ours pass "restricted"; KubeDB's own pods may not, so enforcing it is a setting.
+                "pod-security.kubernetes.io/enforce": settings.pod_security_enforce,
                 "pod-security.kubernetes.io/warn": "restricted",
                 "pod-security.kubernetes.io/audit": "restricted",
             }},

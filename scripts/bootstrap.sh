@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Prepares a checkout for work: the project's and the policy pack's virtualenvs, each rebuilt only when
-# its requirements file changed. Safe to run repeatedly; quick when nothing changed.
+# Prepares a checkout for work, idempotently, quiet when nothing is to do: the project's and the policy
+# pack's virtualenvs (rebuilt only when their requirements change), the Pulumi CLI and the Kubernetes
+# resource plugin of the version requirements.txt pins. An installed Pulumi CLI at least as new as the
+# pinned SDK is used as it is (scripts/env.sh), and an installed plugin of the pinned version too;
+# otherwise both are built from the Go module proxy into the cache (scripts/tools.sh) and the plugin is
+# registered with `pulumi plugin install --file`.
 set -euo pipefail
 
 project="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 
-log() { echo "[bootstrap] $*"; }
+log() { echo "[bootstrap] $*" >&2; }
 
 # ensure_venv VENV_DIR REQUIREMENTS_FILE: (re)creates the venv from scratch when the requirements file's
 # hash differs from the one stamped in it, so packages dropped from the file do not linger.
 ensure_venv() {
     local venv="$1" requirements="$2"
-    [[ -f "$requirements" ]] || return 0
     local stamp_file="$venv/.requirements.sha256" wanted
     wanted="$(sha256sum "$requirements" | cut -d' ' -f1)"
     if [[ -x "$venv/bin/python" && "$(cat "$stamp_file" 2>/dev/null)" == "$wanted" ]]; then
@@ -29,3 +32,20 @@ ensure_venv() {
 
 ensure_venv "$project/.venv" "$project/requirements.txt"
 ensure_venv "$project/policies/.venv" "$project/policies/requirements.txt"
+
+# shellcheck source=scripts/env.sh
+source "$project/scripts/env.sh"
+if [[ ! -x "$PGPOOL_K8S_PULUMI" ]]; then
+    "$project/scripts/tools.sh" pulumi >/dev/null
+fi
+
+provider_version="$(sed -n 's/^pulumi-kubernetes==//p' "$project/requirements.txt")"
+if ! "$PGPOOL_K8S_PULUMI" plugin ls --json 2>/dev/null | "$project/.venv/bin/python" -c '
+import json, sys
+plugins = json.load(sys.stdin) or []
+sys.exit(not any(p["name"] == "kubernetes" and p["kind"] == "resource" and p["version"] == sys.argv[1] for p in plugins))
+' "$provider_version"; then
+    provider="$("$project/scripts/tools.sh" pulumi-resource-kubernetes)"
+    log "registering the kubernetes resource plugin v$provider_version ..."
+    "$PGPOOL_K8S_PULUMI" plugin install resource kubernetes "v$provider_version" --file "$provider" >&2
+fi

@@ -1,68 +1,62 @@
 #!/usr/bin/env bash
-# Builds a test tool from the Go module proxy into the cache's bin/ (once per pinned version) and
-# prints its path on stdout. Progress and timings go to stderr.
-#   scripts/tools.sh pulumi            Pulumi CLI v3.274.1
-#   scripts/tools.sh promtool          promtool of Prometheus v3.5.0 (Go module v0.305.0)
-#   scripts/tools.sh pgpool2_exporter  pgpool2_exporter v1.2.2
-# Tools whose upstream go.mod has replace lines are built from a wrapper module in scripts/tools/NAME.
+# Builds a tool from the Go module proxy into the cache (once per pinned version) and prints its path on
+# stdout. Progress and timings go to stderr. Each tool has a directory of its own, $PGPOOL_K8S_CACHE/tools/
+# NAME/bin, so that putting one on PATH (the Pulumi CLI) never puts another there.
+#   scripts/tools.sh pulumi                      Pulumi CLI v3.274.1
+#   scripts/tools.sh pulumi-resource-kubernetes  Kubernetes resource provider v4.25.0
+#   scripts/tools.sh kubernetes                  kube-apiserver, -controller-manager, -scheduler v1.37.2 (prints their directory)
+#   scripts/tools.sh etcd                        etcd v3.7.3
+#   scripts/tools.sh kwok                        kwok v0.8.0 (simulated nodes and pods)
+#   scripts/tools.sh promtool                    promtool of Prometheus v3.5.0 (Go module v0.305.0)
+#   scripts/tools.sh pgpool2_exporter            pgpool2_exporter v1.2.2
+# Tools whose upstream go.mod has replace lines are built from a wrapper module in scripts/tools/NAME,
+# whose committed go.mod and go.sum decide every dependency version (-mod=readonly).
 set -euo pipefail
 
 scripts_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 # shellcheck source=scripts/env.sh
 source "$scripts_dir/env.sh"
-bin_dir="$PGPOOL_K8S_CACHE/bin"
 
 log() { echo "[tools] $*" >&2; }
 
-# build_once NAME STAMP BUILD_FUNCTION: runs the build unless bin/NAME was built for this STAMP.
+# build_once NAME STAMP BUILD_FUNCTION PRINTED: runs BUILD_FUNCTION (which writes into $bin_dir) unless the
+# tool was built for this STAMP, then prints $bin_dir/PRINTED (the directory itself when PRINTED is empty).
 build_once() {
-    local name="$1" stamp="$2" build="$3"
-    local stamp_file="$bin_dir/.$name.stamp"
-    if [[ -x "$bin_dir/$name" && "$(cat "$stamp_file" 2>/dev/null)" == "$stamp" ]]; then
-        echo "$bin_dir/$name"
-        return
+    local name="$1" stamp="$2" build="$3" printed="${4-$1}"
+    bin_dir="$PGPOOL_K8S_CACHE/tools/$name/bin"
+    local stamp_file="$PGPOOL_K8S_CACHE/tools/$name/stamp"
+    if [[ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]]; then
+        rm -rf "$bin_dir" "$stamp_file"
+        mkdir -p "$bin_dir"
+        log "building $name ($stamp) ..."
+        local start=$SECONDS
+        "$build"
+        echo "$stamp" > "$stamp_file"
+        log "building $name ... done in $((SECONDS - start))s"
     fi
-    mkdir -p "$bin_dir"
-    log "building $name ($stamp) ..."
-    local start=$SECONDS
-    "$build"
-    echo "$stamp" > "$stamp_file"
-    log "building $name ... done in $((SECONDS - start))s"
-    echo "$bin_dir/$name"
+    echo "$bin_dir${printed:+/$printed}"
 }
 
-# wrapper_stamp NAME VERSION: the version plus a digest of the wrapper's go.mod and go.sum, so a
-# changed dependency pin rebuilds the tool too.
+# wrapper_stamp NAME VERSION: the version plus a digest of the wrapper module, so a changed dependency pin
+# rebuilds the tool too.
 wrapper_stamp() {
-    echo "$2 $(cat "$scripts_dir/tools/$1/go.mod" "$scripts_dir/tools/$1/go.sum" | sha256sum | cut -c1-16)"
+    echo "$2 $(cat "$scripts_dir/tools/$1"/go.* "$scripts_dir/tools/$1"/*.go 2>/dev/null | sha256sum | cut -c1-16)"
+}
+
+# go_build WRAPPER [GO BUILD ARGS...]: builds in the wrapper module, statically, reproducibly.
+go_build() {
+    local wrapper="$1"
+    shift
+    (cd "$scripts_dir/tools/$wrapper" && CGO_ENABLED=0 go build -p 2 -mod=readonly -trimpath "$@")
 }
 
 pulumi_version=v3.274.1
 
-# Tags and version ldflag as in upstream's release build; CGO off for a static binary.
-# -mod=readonly: the committed go.mod/go.sum decide every dependency version.
+# Tags and version ldflag as in upstream's release build.
 build_pulumi() {
-    (
-        cd "$scripts_dir/tools/pulumi"
-        CGO_ENABLED=0 go build -p 2 -mod=readonly -trimpath -tags osusergo,grpcnotrace \
-            -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$pulumi_version" \
-            -o "$bin_dir/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
-    )
-}
-
-promtool_prometheus_version=3.5.0
-promtool_module_version=v0.305.0
-
-# Service discovery (kubernetes_sd_configs included) is compiled in through promtool's import of
-# prometheus/plugins; no build tag selects it. Upstream's other tag, builtinassets, only concerns the
-# web UI, which promtool does not link.
-build_promtool() {
-    (
-        cd "$scripts_dir/tools/promtool"
-        CGO_ENABLED=0 go build -p 2 -mod=readonly -trimpath -tags netgo \
-            -ldflags "-X github.com/prometheus/common/version.Version=$promtool_prometheus_version" \
-            -o "$bin_dir/promtool" github.com/prometheus/prometheus/cmd/promtool
-    )
+    go_build pulumi -tags osusergo,grpcnotrace \
+        -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$pulumi_version" \
+        -o "$bin_dir/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
 }
 
 kubernetes_provider_version=4.25.0
@@ -74,7 +68,7 @@ build_pulumi_resource_kubernetes() {
     local build_dir="$PGPOOL_K8S_CACHE/build/pulumi-resource-kubernetes"
     rm -rf "$build_dir"
     mkdir -p "$build_dir"
-    cp "$scripts_dir/tools/pulumi-resource-kubernetes/go.mod" "$scripts_dir/tools/pulumi-resource-kubernetes/go.sum" "$build_dir/"
+    cp "$scripts_dir/tools/pulumi-resource-kubernetes"/go.{mod,sum} "$build_dir/"
     (
         cd "$build_dir"
         local source_dir
@@ -89,6 +83,53 @@ build_pulumi_resource_kubernetes() {
     rm -rf "$build_dir"
 }
 
+kubernetes_version=v1.37.2
+
+# The version ldflags of upstream's build (hack/lib/version.sh); without them clients see v0.0.0.
+build_kubernetes() {
+    local minor="${kubernetes_version#v1.}"
+    go_build kubernetes -o "$bin_dir/" -ldflags "-X k8s.io/component-base/version.gitVersion=$kubernetes_version \
+        -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor%%.*} \
+        -X k8s.io/component-base/version.gitTreeState=clean" \
+        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+        k8s.io/kubernetes/cmd/kube-scheduler
+}
+
+etcd_version=v3.7.3
+
+build_etcd() {
+    go_build etcd -ldflags "-X go.etcd.io/etcd/api/v3/version.GitSHA=$etcd_version" -o "$bin_dir/etcd" .
+}
+
+kwok_version=v0.8.0
+
+# kwok reads its stages (how simulated nodes and pods change state) from its config; beside the binary
+# goes the set kwokctl gives it by default, from kwok's own module: nodes initialized and kept alive
+# with leases, pods made Ready, completed and deleted.
+build_kwok() {
+    CGO_ENABLED=0 GOBIN="$bin_dir" go install -p 2 -trimpath \
+        -ldflags "-X sigs.k8s.io/kwok/pkg/consts.Version=${kwok_version#v}" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version"
+    local stages
+    stages="$(go list -m -f '{{.Dir}}' "sigs.k8s.io/kwok@$kwok_version")/kustomize/stage"
+    for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+                 pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+        echo "---"
+        cat "$stages/$stage.yaml"
+    done > "$bin_dir/kwok-stages.yaml"
+}
+
+promtool_prometheus_version=3.5.0
+promtool_module_version=v0.305.0
+
+# Service discovery (kubernetes_sd_configs included) is compiled in through promtool's import of
+# prometheus/plugins; no build tag selects it. Upstream's other tag, builtinassets, only concerns the
+# web UI, which promtool does not link.
+build_promtool() {
+    go_build promtool -tags netgo \
+        -ldflags "-X github.com/prometheus/common/version.Version=$promtool_prometheus_version" \
+        -o "$bin_dir/promtool" github.com/prometheus/prometheus/cmd/promtool
+}
+
 pgpool2_exporter_version=v1.2.2
 
 # Tags and CGO setting as in the upstream .promu.yml.
@@ -99,21 +140,18 @@ build_pgpool2_exporter() {
 }
 
 case "${1:-}" in
-    pulumi)
-        build_once pulumi "$(wrapper_stamp pulumi "$pulumi_version")" build_pulumi
-        ;;
+    pulumi) build_once pulumi "$(wrapper_stamp pulumi "$pulumi_version")" build_pulumi ;;
     pulumi-resource-kubernetes)
         build_once pulumi-resource-kubernetes \
             "$(wrapper_stamp pulumi-resource-kubernetes "$kubernetes_provider_version")" build_pulumi_resource_kubernetes
         ;;
-    promtool)
-        build_once promtool "$(wrapper_stamp promtool "$promtool_module_version")" build_promtool
-        ;;
-    pgpool2_exporter)
-        build_once pgpool2_exporter "$pgpool2_exporter_version" build_pgpool2_exporter
-        ;;
+    kubernetes) build_once kubernetes "$(wrapper_stamp kubernetes "$kubernetes_version")" build_kubernetes "" ;;
+    etcd) build_once etcd "$(wrapper_stamp etcd "$etcd_version")" build_etcd ;;
+    kwok) build_once kwok "$kwok_version with stages" build_kwok ;;
+    promtool) build_once promtool "$(wrapper_stamp promtool "$promtool_module_version")" build_promtool ;;
+    pgpool2_exporter) build_once pgpool2_exporter "$pgpool2_exporter_version" build_pgpool2_exporter ;;
     *)
-        echo "usage: $0 pulumi|promtool|pgpool2_exporter" >&2
+        echo "usage: $0 pulumi|pulumi-resource-kubernetes|kubernetes|etcd|kwok|promtool|pgpool2_exporter" >&2
         exit 2
         ;;
 esac

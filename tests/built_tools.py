@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-TOOLS_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tools.sh"
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS_SCRIPT = ROOT / "scripts" / "tools.sh"
 
 
 def built_tool(name: str) -> Path:
@@ -21,3 +22,11 @@ def built_tool(name: str) -> Path:
     if not os.access(path, os.X_OK):
         pytest.fail(f"scripts/tools.sh {name} printed {path}, which is not an executable")
     return path
+
+
+def engine_environment() -> dict[str, str]:
+    """What scripts/env.sh exports to make's targets (the Pulumi CLI it chose, PULUMI_HOME, state paths),
+    read from a shell that sourced it."""
+    shell = subprocess.run(["bash", "-c", "source scripts/env.sh && env -0"], cwd=ROOT, capture_output=True,
+                           check=True)
+    return dict(item.split("=", 1) for item in shell.stdout.decode().split("\0") if "=" in item)

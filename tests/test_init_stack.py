@@ -1,6 +1,6 @@
-"""scripts/init_stack.py against the real Pulumi CLI (`scripts/tools.sh pulumi`, built from the Go
-module proxy): each test initialises a copy of the project on a local file backend with a
-passphrase, runs the script, and reads back what the CLI stored.
+"""scripts/init_stack.py against the real Pulumi CLI, the one `make up` uses (scripts/env.sh): each test
+initialises a copy of the project on a local file backend with a passphrase, runs the script, and reads
+back what the CLI stored.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from components.settings import PROJECT, load_secrets, load_settings
-from tests.built_tools import built_tool
+from tests.built_tools import engine_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "dev"
@@ -30,8 +30,11 @@ DEV_SERVICE_NAMES = {"pgpool", "pgpool.pgpool-dev", "pgpool.pgpool-dev.svc", "pg
 
 @pytest.fixture(scope="session")
 def pulumi_cli() -> Path:
-    """The Pulumi CLI built by scripts/tools.sh (on first use; cached between runs)."""
-    return built_tool("pulumi")
+    """The Pulumi CLI scripts/env.sh chooses (an installed one, or scripts/bootstrap.sh's build)."""
+    cli = Path(engine_environment()["PGPOOL_K8S_PULUMI"])
+    if not os.access(cli, os.X_OK):
+        pytest.fail(f"{cli} is missing: run scripts/bootstrap.sh")
+    return cli
 
 
 @dataclass

@@ -1,0 +1,178 @@
+"""The local stack applied to a real Kubernetes API server (scripts/cluster.py): every object admitted,
+the Deployments awaited by the provider, Pod Security "restricted" enforced, RBAC as narrow as discovery
+needs, a Pgpool-II config change rolled in place, destroy leaving nothing running.
+
+The tests of this module share one cluster and one stack and run in order, as a user's commands would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.engine.harness import EngineProject, EngineRun
+
+STACK = "local"
+NAMESPACE = "pgpool-local"
+PROMETHEUS_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:prometheus"
+
+
+class Cluster:
+    """kubectl on the project copy's local cluster."""
+
+    def __init__(self, project: EngineProject):
+        self.project = project
+        self.kubeconfig = project.dir / ".state" / "cluster" / "kubeconfig"
+
+    def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args], input=input,
+                              capture_output=True, text=True)
+
+    def get(self, *args: str) -> dict:
+        result = self.kubectl("get", "--namespace", NAMESPACE, "--output", "json", *args)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def can(self, verb: str, resource: str, namespace: str = NAMESPACE) -> bool:
+        result = self.kubectl("auth", "can-i", verb, resource, "--namespace", namespace, f"--as={PROMETHEUS_ACCOUNT}")
+        assert result.stdout.strip() in ("yes", "no"), result.stderr
+        return result.stdout.strip() == "yes"
+
+    def script(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(self.project.dir / "scripts" / "cluster.py"), *args],
+                              cwd=self.project.dir, env=self.project.env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cluster")
+    project = EngineProject(base / "project", base / "state")
+    yield project
+    Cluster(project).script("stop")  # whatever happened, nothing keeps running
+
+
+@pytest.fixture(scope="module")
+def cluster(project: EngineProject) -> Cluster:
+    return Cluster(project)
+
+
+@pytest.fixture(scope="module")
+def first_up(project: EngineProject) -> EngineRun:
+    run = project.engine("up", STACK)
+    assert run.returncode == 0, run.output
+    return run
+
+
+def deployment_ready(deployment: dict) -> bool:
+    status = deployment.get("status", {})
+    return (status.get("readyReplicas") == deployment["spec"]["replicas"]
+            and status.get("updatedReplicas") == deployment["spec"]["replicas"])
+
+
+def test_up_applies_every_object_and_awaits_the_deployments(cluster: Cluster, first_up: EngineRun):
+    creates = [(op, kind, name) for op, kind, name in first_up.steps() if op == "create"]
+    assert ("create", "kubernetes:apps/v1:Deployment", "pgpool") in creates
+    assert first_up.changes().get("create", 0) >= 20
+    # The provider returned from the creates only once the rollouts were complete.
+    for name in ("pgpool", "prometheus"):
+        assert deployment_ready(cluster.get("deployment", name)), name
+    postgres = cluster.get("postgres.kubedb.com", "pg")
+    assert postgres["spec"]["standbyMode"] == "Hot"
+    assert "What the stack runs in namespace pgpool-local:" in first_up.output
+    assert "deployment.apps/pgpool" in first_up.output
+
+
+def test_second_up_changes_nothing_and_refresh_finds_no_drift(project: EngineProject, first_up: EngineRun):
+    again = project.engine("up", STACK)
+    assert again.returncode == 0, again.output
+    assert set(again.changes()) == {"same"}, again.changes()
+    refresh = project.engine("refresh", STACK)
+    assert refresh.returncode == 0, refresh.output
+    assert set(refresh.changes()) == {"same"}, refresh.changes()
+
+
+def test_pods_are_admitted_by_pod_security_restricted_without_warning(cluster: Cluster, first_up: EngineRun):
+    labels = cluster.get("namespace", NAMESPACE)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    diagnostics = [event["diagnosticEvent"]["message"] for event in first_up.events if "diagnosticEvent" in event]
+    assert not [m for m in diagnostics if "PodSecurity" in m], diagnostics
+    pods = cluster.get("pods")["items"]
+    for component in ("pgpool", "prometheus"):
+        running = [p for p in pods if p["metadata"]["labels"].get("app.kubernetes.io/name") == component]
+        assert running and all(p["status"]["phase"] == "Running" for p in running), component
+        # The API server's own verdict on the pod as it runs, asked again: admitted, and no warning.
+        pod = running[0]
+        again = {"apiVersion": "v1", "kind": "Pod", "spec": pod["spec"],
+                 "metadata": {"generateName": f"{component}-check-", "namespace": NAMESPACE}}
+        again["spec"].pop("nodeName", None)
+        result = cluster.kubectl("create", "--dry-run=server", "--filename", "-", "--output", "name",
+                                 input=json.dumps(again))
+        assert result.returncode == 0, result.stderr
+        assert "Warning" not in result.stderr and "PodSecurity" not in result.stderr, result.stderr
+
+
+def test_prometheus_can_discover_in_its_namespace_and_read_no_secret(cluster: Cluster, first_up: EngineRun):
+    for resource in ("endpointslices.discovery.k8s.io", "services", "pods"):
+        for verb in ("list", "watch"):
+            assert cluster.can(verb, resource), f"{verb} {resource}"
+    assert not cluster.can("get", "secrets")
+    assert not cluster.can("list", "secrets")
+    assert not cluster.can("list", "endpointslices.discovery.k8s.io", namespace="kube-system")
+    assert not cluster.can("create", "pods")
+
+
+def test_pgpool_pods_mount_no_service_account_token(cluster: Cluster, first_up: EngineRun):
+    pods = [p for p in cluster.get("pods")["items"] if p["metadata"]["labels"].get("app.kubernetes.io/name") == "pgpool"]
+    assert pods
+    for pod in pods:
+        sources = [source for volume in pod["spec"].get("volumes", []) for source in
+                   volume.get("projected", {}).get("sources", [])]
+        assert not [s for s in sources if "serviceAccountToken" in s], pod["metadata"]["name"]
+        mounts = [m["mountPath"] for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", [])
+                  for m in c.get("volumeMounts", [])]
+        assert not [m for m in mounts if m.startswith("/var/run/secrets/kubernetes.io")], mounts
+
+
+def test_pgpool_config_change_rolls_the_pods_in_place(project: EngineProject, cluster: Cluster,
+                                                      first_up: EngineRun):
+    before = cluster.get("deployment", "pgpool")
+    old_sets = {rs["metadata"]["name"] for rs in cluster.get("replicasets")["items"]
+                if rs["metadata"]["labels"].get("app.kubernetes.io/name") == "pgpool"}
+    project.set_config(STACK, "numInitChildren", "24")
+    run = project.engine("up", STACK)
+    assert run.returncode == 0, run.output
+    after = cluster.get("deployment", "pgpool")
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert deployment_ready(after)
+    sets = {rs["metadata"]["name"]: rs for rs in cluster.get("replicasets")["items"]
+            if rs["metadata"]["labels"].get("app.kubernetes.io/name") == "pgpool"}
+    new = set(sets) - old_sets
+    assert len(new) == 1, sorted(sets)
+    assert sets[new.pop()]["status"].get("readyReplicas") == after["spec"]["replicas"]
+    for name in old_sets:
+        assert sets[name]["spec"]["replicas"] == 0, name
+
+
+def test_destroy_leaves_nothing_of_the_stack_and_stop_leaves_nothing_running(project: EngineProject,
+                                                                             cluster: Cluster, first_up: EngineRun):
+    run = project.engine("destroy", STACK, extra=("--keep-cluster",))
+    assert run.returncode == 0, run.output
+    assert ("delete", "kubernetes:core/v1:Namespace", NAMESPACE) in run.steps()
+    gone = cluster.kubectl("get", "namespace", NAMESPACE)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stdout
+    left = cluster.kubectl("get", "all,configmaps,secrets,serviceaccounts,roles,rolebindings,clusterroles,"
+                           "clusterrolebindings,postgreses.kubedb.com", "--all-namespaces",
+                           "--selector", "app.kubernetes.io/part-of=pgpool-k8s", "--output", "name")
+    assert left.returncode == 0 and left.stdout == "", left.stdout
+
+    pids = json.loads((project.dir / ".state" / "cluster" / "cluster.json").read_text())["pids"]
+    assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+    stopped = cluster.script("stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not [name for name, pid in pids.items() if Path(f"/proc/{pid}").exists()]
+    assert cluster.script("status").returncode == 3
+    assert not (project.dir / ".state" / "cluster").exists()
