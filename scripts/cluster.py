@@ -229,6 +229,8 @@ class LocalCluster:
                 f"--service-account-key-file={self.pki / 'service-account.pub'}",
                 f"--service-account-signing-key-file={self.pki / 'service-account.key'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=false", "--profiling=false",
+                # The default reconciler refuses a loopback address for the `kubernetes` Service's endpoint.
+                "--endpoint-reconciler-type=none",
             ])
             self._wait(lambda: self._healthy(server), "the API server")
             self._spawn(state, "kube-controller-manager", [
@@ -255,10 +257,10 @@ class LocalCluster:
             ])
             self._add_nodes()
             self.kubectl("apply", "--server-side", "-f", str(CRDS / "kubedb.com_postgreses.yaml"))
-            self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/postgreses.kubedb.com")
+            self._wait(self._crds_established, "the CRDs")
             self._wait(self._nodes_ready, "the simulated nodes")
         except BaseException:
-            self.stop(quiet=True)
+            self._stop_processes()  # the logs stay, to say why
             raise
         log(f"ready in {time.monotonic() - began:.1f}s; kubeconfig {self.kubeconfig}")
 
@@ -292,18 +294,26 @@ class LocalCluster:
         } for name in NODES]
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(nodes))
 
+    def _crds_established(self) -> bool:
+        crds = json.loads(self.kubectl("get", "customresourcedefinitions", "-o", "json").stdout)["items"]
+        return all(any(c["type"] == "Established" and c["status"] == "True"
+                       for c in (crd.get("status") or {}).get("conditions") or []) for crd in crds)
+
     def _nodes_ready(self) -> bool:
         nodes = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)["items"]
         ready = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
-                                         for c in n.get("status", {}).get("conditions", []))]
+                                         for c in (n.get("status") or {}).get("conditions") or [])]
         return len(ready) == len(NODES)
 
-    def stop(self, quiet: bool = False) -> None:
+    def _stop_processes(self) -> None:
         state = self.state()
         if state:
             # Reverse start order, so nothing logs errors about what stopped before it.
             for pid in reversed(list(state.pids.values())):
                 _terminate(pid)
+
+    def stop(self, quiet: bool = False) -> None:
+        self._stop_processes()
         if self.dir.exists():
             subprocess.run(["rm", "-rf", str(self.dir)], check=True)
             if not quiet:
