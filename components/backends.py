@@ -63,7 +63,8 @@ OPERATOR_ROLES = {
     "crunchy": {"_crunchyrepl": "the replication user", "_crunchypgbouncer": "PgBouncer's user",
                 "ccp_monitoring": "the exporter's user"},
     "cloudnativepg": {"streaming_replica": "the replication user", "cnpg_pooler_pgbouncer": "the Pooler's user",
-                      "app": "the default application owner, bootstrap.initdb.owner; its password is in the Secret {cluster}-app"},
+                      "app": "the default application owner, bootstrap.initdb.owner; its password is in the "
+                             "Secret {cluster}-app"},
     "external": {},
 }
 """Roles each operator creates and manages itself, besides the superuser, and what they are."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from components.backends import SUPERUSER_REQUIREMENT, TLS_ONLY_OPERATORS, backends_for, operator_owned_users
+from components.scram import saslprep
 
 PROJECT = "pgpool-k8s"
 
@@ -573,7 +574,10 @@ def load_secrets(settings: StackSettings, secret: Callable[[str], Any]) -> Pgpoo
 
     password_limit = MAX_AES_PASSWORD_BYTES if settings.pgpool.password_encryption == "scram-sha-256" else MAX_NAME_BYTES
 
-    def need(key: str, limit: int = password_limit, multiline: bool = False, optional: bool = False) -> str:
+    scram = settings.pgpool.password_encryption == "scram-sha-256"
+
+    def need(key: str, limit: int = password_limit, multiline: bool = False, optional: bool = False,
+             login: bool = False) -> str:
         path, _, leaf = key.partition(".")
         value = secret(path)
         if leaf:
@@ -595,20 +599,24 @@ def load_secrets(settings: StackSettings, secret: Callable[[str], Any]) -> Pgpoo
         if not multiline and ("\n" in value or "\r" in value):
             problems.append(f"{PROJECT}:{key} contains a line break: every file and variable it reaches is "
                             "line-based; set one without it")
+        if login and scram and saslprep(value) != value:
+            problems.append(f"{PROJECT}:{key} contains characters SCRAM's SASLprep changes (non-ASCII spaces, soft "
+                            "hyphens, compatibility forms): clients and PostgreSQL prepare the password, Pgpool-II "
+                            "does not, so every login through it fails; set one without them (ASCII never changes)")
         return value
 
     db = settings.database
     pool_key = need("poolKey", MAX_POOL_KEY_BYTES) if settings.pgpool.mode == "configmap" else ""
-    superuser = Credential(db.superuser, need("dbPassword") if superuser_password_known(settings) else "")
+    superuser = Credential(db.superuser, need("dbPassword", login=True) if superuser_password_known(settings) else "")
     if db.operator == "kubedb" and db.monitoring and re.search(r"[\s,]", superuser.password):
         problems.append(f"{PROJECT}:dbPassword contains a space or a comma: KubeDB passes it to postgres_exporter "
                         "in a connection string that these break (and then logs whole); set one without them")
-    previous = need("dbPasswordPrevious", optional=True)
+    previous = need("dbPasswordPrevious", optional=True, login=True)
     if previous and db.operator != "kubedb":
         problems.append(f"{PROJECT}:dbPasswordPrevious is set but only used with operator kubedb: {db.operator} "
                         "rotates its own superuser's password; remove it (`pulumi config rm dbPasswordPrevious`)")
-    monitor = Credential(settings.monitor_user, need("monitorPassword"))
-    apps = tuple(Credential(u, need(f"userPasswords.{u}")) for u in settings.app_users)
+    monitor = Credential(settings.monitor_user, need("monitorPassword", login=True))
+    apps = tuple(Credential(u, need(f"userPasswords.{u}", login=True)) for u in settings.app_users)
     pcp = Credential(settings.pcp_user, need("pcpPassword", MAX_NAME_BYTES))
     tls_cert = tls_key = ""
     if settings.pgpool.ssl and not settings.pgpool.tls_secret_name:

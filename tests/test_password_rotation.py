@@ -12,14 +12,8 @@ import re
 import pytest
 from psycopg import pq
 
-from components.password_rotation_config import (
-    md5_verifier,
-    render_roles_sql,
-    rotation_script,
-    saslprep,
-    scram_salt,
-    scram_sha_256_verifier,
-)
+from components.password_rotation_config import render_roles_sql, rotation_script
+from components.scram import md5_verifier, saslprep, scram_salt, scram_sha_256_verifier
 from components.settings import Credential
 from tests.recorded_run import plain_strings
 

@@ -168,6 +168,22 @@ def test_secret_limits():
     assert "x" * 129 not in message  # the value itself never reaches the message
 
 
+def test_login_passwords_must_survive_saslprep_unchanged_with_scram():
+    """libpq and PostgreSQL run SCRAM passwords through SASLprep, Pgpool-II does not (src/auth/auth-scram.c
+    hashes the raw password): tests/dataplane/test_password_rotation.py shows such a login fail."""
+    settings = load_settings({}, "dev")
+    with pytest.raises(SettingsError) as error:
+        load_secrets(settings, secrets_for(settings, monitorPassword="no\u00a0break",
+                                           userPasswords={"app": "soft\u00adhyphen"}, dbPassword="ﬁ"))
+    message = str(error.value)
+    for key in ("monitorPassword", "userPasswords.app", "dbPassword"):
+        assert f"pgpool-k8s:{key} contains characters SCRAM's SASLprep changes" in message
+    assert "\u00a0" not in message and "\u00ad" not in message  # never the value
+    load_secrets(settings, secrets_for(settings, monitorPassword="café"))  # SASLprep leaves it as is
+    md5 = load_settings({"passwordEncryption": "md5"}, "dev")
+    load_secrets(md5, secrets_for(md5, monitorPassword="no\u00a0break"))  # md5 hashes the raw password
+
+
 def test_kubedb_superuser_password_fits_the_exporters_connection_string():
     settings = load_settings({}, "dev")
     with pytest.raises(SettingsError) as error:
