@@ -4,7 +4,7 @@ The Postgres names its Secrets as plain strings and waits for them through depen
 replaces a resource along with a replaced dependency only through property references, so no new
 password or setting can ever replace (delete) the database. KubeDB's webhook refuses a changed
 spec.init once the database is initialised, and the superuser's Secret is read by KubeDB's pods,
-so the names stay fixed for the life of the database (README, "Password rotation").
+so the names stay fixed for the life of the database (README, "KubeDB's Secrets and the Postgres").
 """
 
 from __future__ import annotations
