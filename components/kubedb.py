@@ -1,4 +1,11 @@
-"""KubeDB PostgreSQL: one primary and hot standbys, its auth Secret, settings and initial roles."""
+"""KubeDB PostgreSQL: one primary and hot standbys, its auth Secret, settings and initial roles.
+
+The Postgres names its Secrets as plain strings and waits for them through depends_on: the engine
+replaces a resource along with a replaced dependency only through property references, so no new
+password or setting can ever replace (delete) the database. KubeDB's webhook refuses a changed
+spec.init once the database is initialised, and the superuser's Secret is read by KubeDB's pods,
+so the names stay fixed for the life of the database (README, "KubeDB's Secrets and the Postgres").
+"""
 
 from __future__ import annotations
 
@@ -28,6 +35,8 @@ class KubeDBPostgresArgs:
     """How PostgreSQL stores and checks passwords; the same method as Pgpool-II's pool_passwd."""
     production: bool = False
     prometheus_operator: bool = False
+    service_monitor_labels: dict[str, str] = field(default_factory=dict)
+    """Extra labels on KubeDB's ServiceMonitor, for the Prometheus Operator's serviceMonitorSelector."""
 
 
 class KubeDBPostgres(pulumi.ComponentResource):
@@ -38,7 +47,7 @@ class KubeDBPostgres(pulumi.ComponentResource):
     standby_service: str
     """Read-only Service over the hot standbys."""
     port: int
-    auth_secret_name: pulumi.Output[str]
+    auth_secret_name: str
     """Secret with keys username and password of the superuser."""
     superuser_password: pulumi.Output[str]
     """Secret output; never exported in plaintext."""
@@ -50,13 +59,17 @@ class KubeDBPostgres(pulumi.ComponentResource):
         labels = metadata_labels(db.cluster_name, "postgres", args.production)
         backends: Backends = backends_for(db)
 
-        auth = kubernetes_secret(backends.credentials_secret, ns, labels,
-                                 {"username": args.superuser.name, "password": args.superuser.password}, child,
-                                 "kubernetes.io/basic-auth")
-        config = kubernetes_secret(f"{db.cluster_name}-config", ns, labels,
-                                   {"user.conf": render_user_conf(db, args.password_encryption)}, child)
-        init = kubernetes_secret(f"{db.cluster_name}-init", ns, labels,
-                                 {"init.sql": render_init_sql(args.roles, args.monitor_user)}, child)
+        auth_name, config_name, init_name = (backends.credentials_secret, f"{db.cluster_name}-config",
+                                             f"{db.cluster_name}-init")
+        secrets = [
+            kubernetes_secret(auth_name, ns, labels,
+                              {"username": args.superuser.name, "password": args.superuser.password}, child,
+                              "kubernetes.io/basic-auth"),
+            kubernetes_secret(config_name, ns, labels, {"user.conf": render_user_conf(db, args.password_encryption)},
+                              child),
+            kubernetes_secret(init_name, ns, labels, {"init.sql": render_init_sql(args.roles, args.monitor_user)},
+                              child),
+        ]
 
         storage = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": db.storage_size}}}
         if db.storage_class:
@@ -67,9 +80,9 @@ class KubeDBPostgres(pulumi.ComponentResource):
             "standbyMode": "Hot",
             "streamingMode": db.streaming_mode,
             "clientAuthMode": "md5" if args.password_encryption == "md5" else "scram",
-            "authSecret": {"name": auth.metadata["name"]},
-            "configSecret": {"name": config.metadata["name"]},
-            "init": {"script": {"scriptPath": "/var/initdb", "secret": {"secretName": init.metadata["name"]}}},
+            "authSecret": {"name": auth_name},
+            "configSecret": {"name": config_name},
+            "init": {"script": {"scriptPath": "/var/initdb", "secret": {"secretName": init_name}}},
             "storageType": "Durable",
             "storage": storage,
             "deletionPolicy": db.deletion_policy,
@@ -83,19 +96,20 @@ class KubeDBPostgres(pulumi.ComponentResource):
                 }},
             }
             if args.prometheus_operator:
-                spec["monitor"]["prometheus"]["serviceMonitor"] = {"labels": labels, "interval": "30s"}
+                spec["monitor"]["prometheus"]["serviceMonitor"] = {
+                    "labels": {**labels, **args.service_monitor_labels}, "interval": "30s"}
         self.postgres = k8s.apiextensions.CustomResource(
             db.cluster_name,
             api_version="kubedb.com/v1",
             kind="Postgres",
             metadata={"name": db.cluster_name, "namespace": ns, "labels": labels},
             spec=spec,
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=secrets)),
         )
         self.primary_service = backends.primary_service
         self.standby_service = backends.replica_service
         self.port = db.port
-        self.auth_secret_name = auth.metadata["name"]
+        self.auth_secret_name = auth_name
         self.superuser_password = pulumi.Output.secret(args.superuser.password)
         self.register_outputs({
             "primary_service": self.primary_service,

@@ -13,7 +13,7 @@ Metric names come from the exporters the stack runs:
 
 Both exporters sit behind Services annotated `prometheus.io/scrape: "true"` (KubeDB creates
 `<name>-stats` that way when the monitoring agent is `prometheus.io/builtin`), so one
-endpoints job scrapes them all and gives every series `namespace`, `service` and `pod` labels.
+EndpointSlice job scrapes them all and gives every series `namespace`, `service` and `pod` labels.
 The Prometheus Operator's ServiceMonitors give the same three labels, so the alert rules
 select on those and never on `job`: they work for both ways of scraping.
 """
@@ -29,6 +29,15 @@ import yaml
 from components.settings import DNS_LABEL, PrometheusSettings
 
 SERVICE_ENDPOINTS_JOB = "kubernetes-service-endpoints"
+DISCOVERY_ROLE = "endpointslice"
+"""Kubernetes service discovery through discovery.k8s.io/v1 EndpointSlices (v1 Endpoints are
+deprecated since Kubernetes 1.33)."""
+DISCOVERY_RBAC_RULES = (
+    {"api_groups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+    {"api_groups": [""], "resources": ["services", "pods"], "verbs": ["list", "watch"]},
+)
+"""What the endpointslice role reads: Prometheus runs a list/watch informer on EndpointSlices,
+Services and Pods of each namespace it discovers in (discovery/kubernetes/kubernetes.go)."""
 PROMETHEUS_SELF_JOB = "prometheus"
 PROMETHEUS_ADDRESS = "localhost:9090"
 DEFAULT_RULE_FILES = ("/etc/prometheus/rules/*.yml",)
@@ -56,7 +65,10 @@ def _annotation(name: str) -> str:
 
 
 def _service_endpoints_relabel_configs() -> list[dict[str, Any]]:
-    """Relabelling of the endpoints job: scrape what a Service's prometheus.io/* annotations ask for."""
+    """Relabelling of the EndpointSlice job: scrape what a Service's prometheus.io/* annotations ask for.
+
+    The endpointslice role attaches the owning Service's and the backing Pod's meta labels exactly
+    as the endpoints role did, so the same Services are kept and labelled the same way."""
     return [
         # Only Services that opt in; no restriction by name, so the pgpool metrics Service
         # and KubeDB's <name>-stats Service are both scraped.
@@ -82,18 +94,22 @@ def _service_endpoints_relabel_configs() -> list[dict[str, Any]]:
 
 def render_prometheus_yml(
     settings: PrometheusSettings,
-    namespaces: Sequence[str],
+    namespaces: Sequence[str] | None,
     rule_files: Sequence[str] = DEFAULT_RULE_FILES,
 ) -> str:
     """prometheus.yml: scrape annotated Services in `namespaces` and Prometheus itself.
 
-    `namespaces` must be non-empty: an empty list would make Prometheus watch every
-    namespace, which needs cluster-wide RBAC the stack does not grant.
+    `namespaces` must be non-empty, or None for every namespace, which needs a ClusterRole: an
+    empty list would silently mean every namespace too.
     """
-    if isinstance(namespaces, str) or not namespaces:
-        raise ValueError(f"namespaces {namespaces!r} must list at least one namespace to discover Services in")
-    for namespace in namespaces:
+    if namespaces is not None and (isinstance(namespaces, str) or not namespaces):
+        raise ValueError(f"namespaces {namespaces!r} must list at least one namespace to discover Services in, "
+                         "or be None for every namespace")
+    for namespace in namespaces or ():
         _check_name("namespace", namespace)
+    discovery: dict[str, Any] = {"role": DISCOVERY_ROLE}
+    if namespaces is not None:
+        discovery["namespaces"] = {"names": list(dict.fromkeys(namespaces))}
     config = {
         "global": {
             "scrape_interval": settings.scrape_interval,
@@ -107,9 +123,7 @@ def render_prometheus_yml(
             },
             {
                 "job_name": SERVICE_ENDPOINTS_JOB,
-                "kubernetes_sd_configs": [
-                    {"role": "endpoints", "namespaces": {"names": list(dict.fromkeys(namespaces))}}
-                ],
+                "kubernetes_sd_configs": [discovery],
                 "relabel_configs": _service_endpoints_relabel_configs(),
             },
         ],

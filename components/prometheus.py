@@ -1,8 +1,12 @@
 """Prometheus scraping Pgpool-II's exporter and KubeDB's postgres_exporter, with alert rules.
 
-Either a Prometheus server of its own (ServiceAccount, read-only RBAC, ConfigMaps, Deployment,
-Service), or, where the cluster runs the Prometheus Operator, ServiceMonitor and PrometheusRule
-objects for it. The Grafana dashboard ConfigMap is picked up by Grafana's sidecar either way.
+Either a Prometheus server of its own (ServiceAccount, read-only RBAC in the namespaces it
+discovers in, ConfigMaps, Deployment, Service), or, where the cluster runs the Prometheus
+Operator, ServiceMonitor and PrometheusRule objects for it. The Grafana dashboard ConfigMap is
+picked up by Grafana's sidecar either way.
+
+The server's ConfigMaps are named by Pulumi (`prometheus-config-<suffix>`): a changed config
+creates a new ConfigMap, rolls the Deployment onto it in place, then deletes the old one.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mon
-from components.pgpool_config import config_checksum
 from components.settings import PrometheusSettings
 from components.workload import (
     container_security_context,
@@ -31,7 +34,7 @@ POD_LABELS = selector_labels(NAME, NAME)
 PORT = 9090
 UID = 65534  # nobody, the user of the official image
 RULES_DIR = "/etc/prometheus/rules"
-READ_ONLY_VERBS = ["get", "list", "watch"]
+RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class Prometheus(pulumi.ComponentResource):
 
     def _operator_objects(self, args: PrometheusArgs, labels: dict, child: pulumi.ResourceOptions) -> None:
         ns = args.namespace
+        # The operator's Prometheus selects these by label (serviceMonitorSelector, ruleSelector).
+        labels = {**labels, **dict(args.settings.operator_labels)}
         k8s.apiextensions.CustomResource(
             f"{args.pgpool_service}",
             api_version="monitoring.coreos.com/v1",
@@ -102,33 +107,15 @@ class Prometheus(pulumi.ComponentResource):
         s, ns = args.settings, args.namespace
         account = k8s.core.v1.ServiceAccount(NAME, metadata={"name": NAME, "namespace": ns, "labels": labels},
                                              opts=child)
-        role = k8s.rbac.v1.ClusterRole(
-            f"{ns}-{NAME}",
-            metadata={"name": f"{ns}-{NAME}", "labels": labels},
-            rules=[{"api_groups": [""], "resources": ["services", "endpoints", "pods"], "verbs": READ_ONLY_VERBS}],
-            opts=child,
-        )
-        k8s.rbac.v1.ClusterRoleBinding(
-            f"{ns}-{NAME}",
-            metadata={"name": f"{ns}-{NAME}", "labels": labels},
-            role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.metadata["name"]},
-            subjects=[{"kind": "ServiceAccount", "name": account.metadata["name"], "namespace": ns}],
-            opts=child,
-        )
-        prometheus_yml = mon.render_prometheus_yml(s, [ns], [f"{RULES_DIR}/*.yml"])
+        namespaces = None if s.cluster_wide else list(dict.fromkeys([ns, *s.discovery_namespaces]))
+        _discovery_rbac(account, ns, namespaces, labels, child)
+        prometheus_yml = mon.render_prometheus_yml(s, namespaces, [f"{RULES_DIR}/*.yml"])
         rules_yml = mon.render_alert_rules(s, args.pgpool_service, ns, args.postgres_metrics_service)
-        config = k8s.core.v1.ConfigMap(
-            f"{NAME}-config",
-            metadata={"name": f"{NAME}-config", "namespace": ns, "labels": labels},
-            data={"prometheus.yml": prometheus_yml},
-            opts=child,
-        )
-        rules = k8s.core.v1.ConfigMap(
-            f"{NAME}-rules",
-            metadata={"name": f"{NAME}-rules", "namespace": ns, "labels": labels},
-            data={"pgpool.yml": rules_yml},
-            opts=child,
-        )
+        # Auto-named (no metadata.name): see the module docstring.
+        config = k8s.core.v1.ConfigMap(f"{NAME}-config", metadata={"namespace": ns, "labels": labels},
+                                       data={"prometheus.yml": prometheus_yml}, opts=child)
+        rules = k8s.core.v1.ConfigMap(f"{NAME}-rules", metadata={"namespace": ns, "labels": labels},
+                                      data={"pgpool.yml": rules_yml}, opts=child)
         if s.storage == "pvc":
             claim = k8s.core.v1.PersistentVolumeClaim(
                 f"{NAME}-data",
@@ -160,7 +147,7 @@ class Prometheus(pulumi.ComponentResource):
             "liveness_probe": {"http_get": {"path": "/-/healthy", "port": "web"}, "period_seconds": 20,
                                "failure_threshold": 6},
         }
-        deployment = k8s.apps.v1.Deployment(
+        k8s.apps.v1.Deployment(
             NAME,
             metadata={"name": NAME, "namespace": ns, "labels": labels},
             spec={
@@ -169,8 +156,7 @@ class Prometheus(pulumi.ComponentResource):
                 "strategy": {"type": "Recreate"},
                 "selector": {"match_labels": POD_LABELS},
                 "template": {
-                    "metadata": {"labels": labels,
-                                 "annotations": {"checksum/config": config_checksum(prometheus_yml, rules_yml)}},
+                    "metadata": {"labels": labels},
                     "spec": {
                         "service_account_name": account.metadata["name"],
                         "automount_service_account_token": True,  # Kubernetes service discovery needs it
@@ -189,7 +175,33 @@ class Prometheus(pulumi.ComponentResource):
         k8s.core.v1.Service(
             NAME,
             metadata={"name": NAME, "namespace": ns, "labels": labels},
-            spec={"selector": deployment.spec.selector.match_labels,
-                  "ports": [{"name": "web", "port": PORT, "target_port": "web"}]},
+            spec={"selector": POD_LABELS, "ports": [{"name": "web", "port": PORT, "target_port": "web"}]},
             opts=child,
         )
+
+
+def _discovery_rbac(account: k8s.core.v1.ServiceAccount, namespace: str, namespaces: list[str] | None,
+                    labels: dict, child: pulumi.ResourceOptions) -> None:
+    """Read access for EndpointSlice discovery: a Role and RoleBinding in each namespace discovered in,
+    or, for every namespace (namespaces None), the one grant that can give it: a ClusterRole."""
+    subject = {"kind": "ServiceAccount", "name": account.metadata["name"], "namespace": namespace}
+    rules = [dict(rule) for rule in mon.DISCOVERY_RBAC_RULES]
+    if namespaces is None:
+        cluster_name = f"{namespace}-{NAME}"  # cluster-scoped: the namespace keeps stacks apart
+        role = k8s.rbac.v1.ClusterRole(cluster_name, metadata={"name": cluster_name, "labels": labels},
+                                       rules=rules, opts=child)
+        k8s.rbac.v1.ClusterRoleBinding(
+            cluster_name, metadata={"name": cluster_name, "labels": labels},
+            role_ref={"api_group": RBAC_GROUP, "kind": "ClusterRole", "name": role.metadata["name"]},
+            subjects=[subject], opts=child)
+        return
+    for discovered in namespaces:
+        # In another namespace the name says whose Prometheus it is.
+        name = NAME if discovered == namespace else f"{NAME}-{namespace}"
+        resource_name = NAME if discovered == namespace else f"{NAME}-{discovered}"
+        metadata = {"name": name, "namespace": discovered, "labels": labels}
+        role = k8s.rbac.v1.Role(resource_name, metadata=metadata, rules=rules, opts=child)
+        k8s.rbac.v1.RoleBinding(
+            resource_name, metadata=metadata,
+            role_ref={"api_group": RBAC_GROUP, "kind": "Role", "name": role.metadata["name"]},
+            subjects=[subject], opts=child)

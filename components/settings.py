@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from components.backends import SUPERUSER_REQUIREMENT, TLS_ONLY_OPERATORS, backends_for, operator_owned_users
+from components.scram import saslprep
+
 PROJECT = "pgpool-k8s"
 
 OPERATORS = ("kubedb", "zalando", "crunchy", "cloudnativepg", "external")
@@ -34,6 +37,7 @@ DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 PG_ROLE = re.compile(r"^[a-z_][a-z0-9_]*$")
 IMAGE_TAG = re.compile(r"^[^\s:@]+(:[0-9]+)?(/[^\s:@]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[0-9a-f]{64})?$")
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+ALL_NAMESPACES = "*"
 DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
 LABEL_PAIR = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_./]*=[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
@@ -89,6 +93,8 @@ class DatabaseSettings:
     """Only for operator external: the read-only host name."""
     credentials_secret: str = ""
     """Only for operator external: Secret with keys username and password."""
+    client_image: str = "postgres:16.4-alpine"
+    """Image (with sh and psql) of the Job that sets the stack's roles and passwords in PostgreSQL."""
 
     @property
     def standbys(self) -> int:
@@ -155,6 +161,8 @@ class PgpoolSecrets:
     monitor: Credential = field(repr=False)
     tls_cert: str = field(default="", repr=False)
     tls_key: str = field(default="", repr=False)
+    previous_superuser_password: str = field(default="", repr=False)
+    """dbPasswordPrevious: what PostgreSQL still has while a KubeDB superuser password is rotated; empty otherwise."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,16 @@ class PrometheusSettings:
     replication_lag_alert_seconds: int = 60
     """A standby that has not replayed for this long while WAL is pending is lagging."""
     grafana_dashboard: bool = True
+    operator_labels: tuple[tuple[str, str], ...] = ()
+    """Extra labels on ServiceMonitor and PrometheusRule objects (KubeDB's too), for the Prometheus
+    Operator's selectors, e.g. release=kube-prometheus-stack."""
+    discovery_namespaces: tuple[str, ...] = ()
+    """Namespaces whose annotated Services the server scrapes besides the stack's own; ("*",) is every one."""
+
+    @property
+    def cluster_wide(self) -> bool:
+        """Discovery in every namespace, which only a ClusterRole can grant."""
+        return self.discovery_namespaces == (ALL_NAMESPACES,)
 
 
 @dataclass(frozen=True)
@@ -205,7 +223,7 @@ class StackSettings:
 
 # --- reading raw config -------------------------------------------------------------
 
-SECRET_KEYS = ("dbPassword", "poolKey", "pcpPassword", "monitorPassword", "tlsCert", "tlsKey")
+SECRET_KEYS = ("dbPassword", "dbPasswordPrevious", "poolKey", "pcpPassword", "monitorPassword", "tlsCert", "tlsKey")
 """Secret config keys; userPasswords (an object user -> password) is secret too."""
 
 
@@ -316,6 +334,7 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
         primary_host=r.text("externalPrimaryHost", ""),
         replica_host=r.text("externalReplicaHost", ""),
         credentials_secret=r.text("externalCredentialsSecret", ""),
+        client_image=r.image("postgresClientImage", DatabaseSettings.client_image),
     )
     if len(database.cluster_name) > 52:
         r.fail("clusterName", database.cluster_name, "use at most 52 characters so '<name>-standby' and pod names stay valid")
@@ -393,6 +412,9 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
         r.fail("reservedConnections", pgpool.reserved_connections, f"must be below numInitChildren ({pgpool.num_init_children})")
     if pgpool.tls_secret_name and not ssl:
         r.fail("tlsSecretName", pgpool.tls_secret_name, "a certificate is only used with ssl = true; set ssl to true or remove tlsSecretName")
+    if operator in TLS_ONLY_OPERATORS and not ssl:
+        r.fail("ssl", False, f"operator {operator} needs TLS to its PostgreSQL ({TLS_ONLY_OPERATORS[operator]}) and "
+               "Pgpool-II connects to its backends with TLS only when ssl is on; set ssl to true")
     if (pgpool.client_namespace_labels or pgpool.client_pod_labels) and not pgpool.network_policy:
         r.fail("networkPolicy", False, "client label selectors are set but networkPolicy is false; set networkPolicy to true")
 
@@ -412,6 +434,12 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
                 r.fail("users" if name in app_users else "monitorUser", name,
                        f"in pgpoolMode env the image cuts the variable prefix at the first underscore, so user {name!r} "
                        f"(prefix {prefix}_USERNAME) breaks it; rename the user without '_' or use pgpoolMode configmap")
+    owned = operator_owned_users(database)
+    for key, name in [("users", u) for u in app_users] + [("monitorUser", monitor_user)]:
+        if name in owned and name != database.superuser:
+            r.fail(key, name, f"{operator} creates and manages the role {name!r} ({owned[name]}) "
+                   f"and its password; a stack user of that name would fight it: choose another name (roles {operator} "
+                   f"owns: {', '.join(sorted(owned))})")
     all_users = (database.superuser, monitor_user) + app_users
     if len(set(all_users)) != len(all_users):
         r.fail("users", list(app_users), f"user names must be unique and differ from postgresSuperuser ({database.superuser}) and monitorUser ({monitor_user})")
@@ -441,7 +469,23 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
         replication_delay_alert_bytes=r.integer("replicationDelayAlertBytes", PrometheusSettings.replication_delay_alert_bytes, 1),
         replication_lag_alert_seconds=r.integer("replicationLagAlertSeconds", PrometheusSettings.replication_lag_alert_seconds, 1),
         grafana_dashboard=r.boolean("grafanaDashboard", True),
+        operator_labels=r.labels("prometheusOperatorLabels"),
+        discovery_namespaces=tuple(dict.fromkeys(r.strings("prometheusDiscoveryNamespaces", ()))),
     )
+    extra = prometheus.discovery_namespaces
+    if ALL_NAMESPACES in extra and len(extra) > 1:
+        r.fail("prometheusDiscoveryNamespaces", list(extra), f'"{ALL_NAMESPACES}" already means every namespace; '
+               f'use ["{ALL_NAMESPACES}"] alone or list the namespaces')
+    for name in extra:
+        if name != ALL_NAMESPACES and not DNS_LABEL.fullmatch(name):
+            r.fail("prometheusDiscoveryNamespaces", name, f"{dns_fix}, or \"{ALL_NAMESPACES}\" for every namespace")
+    if prometheus.operator and extra:
+        r.fail("prometheusDiscoveryNamespaces", list(extra), "only the stack's own Prometheus server discovers; with "
+               "prometheusOperator the operator's Prometheus chooses its namespaces. Remove it")
+    if prometheus.operator_labels and not prometheus.operator:
+        r.fail("prometheusOperatorLabels", [f"{k}={v}" for k, v in prometheus.operator_labels],
+               "labels for the Prometheus Operator's selectors are only used with prometheusOperator = true; "
+               "set it or remove them")
     target = ClusterTarget(
         kubeconfig=r.text("kubeconfig", ""),
         context=r.text("kubeContext", ""),
@@ -535,14 +579,20 @@ def load_secrets(settings: StackSettings, secret: Callable[[str], Any]) -> Pgpoo
 
     password_limit = MAX_AES_PASSWORD_BYTES if settings.pgpool.password_encryption == "scram-sha-256" else MAX_NAME_BYTES
 
-    def need(key: str, limit: int = password_limit, multiline: bool = False) -> str:
+    scram = settings.pgpool.password_encryption == "scram-sha-256"
+
+    def need(key: str, limit: int = password_limit, multiline: bool = False, optional: bool = False,
+             login: bool = False) -> str:
         path, _, leaf = key.partition(".")
         value = secret(path)
         if leaf:
             value = value.get(leaf) if isinstance(value, Mapping) else None
         if not value:
-            flag = " --path" if leaf else ""
-            problems.append(f"{PROJECT}:{key} is missing: {init}{flag} {key}`")
+            if not optional:
+                flag = " --path" if leaf else ""
+                fix = (operator_password_fix(settings) if key == "dbPassword" and settings.database.operator != "kubedb"
+                       else f"{init}{flag} {key}`")
+                problems.append(f"{PROJECT}:{key} is missing: {fix}")
             return ""
         value = str(value)
         if len(value.encode()) > limit:
@@ -554,16 +604,24 @@ def load_secrets(settings: StackSettings, secret: Callable[[str], Any]) -> Pgpoo
         if not multiline and ("\n" in value or "\r" in value):
             problems.append(f"{PROJECT}:{key} contains a line break: every file and variable it reaches is "
                             "line-based; set one without it")
+        if login and scram and saslprep(value) != value:
+            problems.append(f"{PROJECT}:{key} contains characters SCRAM's SASLprep changes (non-ASCII spaces, soft "
+                            "hyphens, compatibility forms): clients and PostgreSQL prepare the password, Pgpool-II "
+                            "does not, so every login through it fails; set one without them (ASCII never changes)")
         return value
 
     db = settings.database
     pool_key = need("poolKey", MAX_POOL_KEY_BYTES) if settings.pgpool.mode == "configmap" else ""
-    superuser = Credential(db.superuser, need("dbPassword") if superuser_password_known(settings) else "")
+    superuser = Credential(db.superuser, need("dbPassword", login=True) if superuser_password_known(settings) else "")
     if db.operator == "kubedb" and db.monitoring and re.search(r"[\s,]", superuser.password):
         problems.append(f"{PROJECT}:dbPassword contains a space or a comma: KubeDB passes it to postgres_exporter "
                         "in a connection string that these break (and then logs whole); set one without them")
-    monitor = Credential(settings.monitor_user, need("monitorPassword"))
-    apps = tuple(Credential(u, need(f"userPasswords.{u}")) for u in settings.app_users)
+    previous = need("dbPasswordPrevious", optional=True, login=True)
+    if previous and db.operator != "kubedb":
+        problems.append(f"{PROJECT}:dbPasswordPrevious is set but only used with operator kubedb: {db.operator} "
+                        "rotates its own superuser's password; remove it (`pulumi config rm dbPasswordPrevious`)")
+    monitor = Credential(settings.monitor_user, need("monitorPassword", login=True))
+    apps = tuple(Credential(u, need(f"userPasswords.{u}", login=True)) for u in settings.app_users)
     pcp = Credential(settings.pcp_user, need("pcpPassword", MAX_NAME_BYTES))
     tls_cert = tls_key = ""
     if settings.pgpool.ssl and not settings.pgpool.tls_secret_name:
@@ -575,4 +633,16 @@ def load_secrets(settings: StackSettings, secret: Callable[[str], Any]) -> Pgpoo
     if problems:
         raise SettingsError(problems)
     return PgpoolSecrets(pool_key=pool_key, users=(superuser, monitor) + apps, pcp=pcp, monitor=monitor,
-                         tls_cert=tls_cert, tls_key=tls_key)
+                         tls_cert=tls_cert, tls_key=tls_key, previous_superuser_password=previous)
+
+
+def operator_password_fix(settings: StackSettings) -> str:
+    """How to copy the superuser's password out of an operator's own Secret into dbPassword."""
+    db = settings.database
+    backends = backends_for(db)
+    secret, key = backends.credentials_secret, backends.password_key
+    fix = (f"{db.operator} owns this password. Copy it from the Secret {secret}: kubectl -n {settings.namespace} "
+           f"get secret {secret} -o jsonpath='{{.data.{key}}}' | base64 -d | pulumi config set --secret "
+           f"--stack {settings.stack} dbPassword")
+    requirement = SUPERUSER_REQUIREMENT[db.operator]
+    return fix + (f" (that Secret exists only once you {requirement})" if requirement else "")

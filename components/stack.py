@@ -1,4 +1,8 @@
-"""The whole system of one stack: namespace, database, Pgpool-II and monitoring."""
+"""The whole system of one stack: namespace, database, the roles' passwords, Pgpool-II and monitoring.
+
+Order matters for a changed password: PostgreSQL learns it (the password Job) before the Pgpool-II
+pods that carry it in pool_passwd roll, so they can log in to their backends from their first start.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import pulumi_kubernetes as k8s
 
 from components.backends import backends_for
 from components.kubedb import KubeDBPostgres, KubeDBPostgresArgs
+from components.password_rotation import PasswordRotation, PasswordRotationArgs
 from components.pgpool import Pgpool, PgpoolArgs, metrics_selector, metrics_service_name
 from components.prometheus import POD_LABELS as PROMETHEUS_POD_LABELS
 from components.prometheus import Prometheus, PrometheusArgs
@@ -46,9 +51,11 @@ class PgpoolStack(pulumi.ComponentResource):
         )
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
         backends = backends_for(settings.database)
+        prometheus_operator = settings.prometheus.enabled and settings.prometheus.operator
 
+        database_ready = [namespace]
         if settings.database.operator == "kubedb":
-            KubeDBPostgres(settings.database.cluster_name, KubeDBPostgresArgs(
+            database_ready.append(KubeDBPostgres(settings.database.cluster_name, KubeDBPostgresArgs(
                 database=settings.database,
                 namespace=ns_name,
                 superuser=secrets.users[0],
@@ -56,8 +63,18 @@ class PgpoolStack(pulumi.ComponentResource):
                 monitor_user=secrets.monitor.name,
                 password_encryption=settings.pgpool.password_encryption,
                 production=settings.production,
-                prometheus_operator=settings.prometheus.enabled and settings.prometheus.operator,
-            ), in_namespace)
+                prometheus_operator=prometheus_operator,
+                service_monitor_labels=dict(settings.prometheus.operator_labels) if prometheus_operator else {},
+            ), in_namespace))
+
+        passwords = PasswordRotation(f"{settings.pgpool.name}-passwords", PasswordRotationArgs(
+            database=settings.database,
+            backends=backends,
+            namespace=ns_name,
+            secrets=secrets,
+            password_encryption=settings.pgpool.password_encryption,
+            production=settings.production,
+        ), pulumi.ResourceOptions(parent=self, depends_on=database_ready))
 
         pgpool = Pgpool(settings.pgpool.name, PgpoolArgs(
             settings=settings.pgpool,
@@ -66,7 +83,7 @@ class PgpoolStack(pulumi.ComponentResource):
             secrets=secrets,
             production=settings.production,
             prometheus_peer=prometheus_peer(settings.prometheus),
-        ), in_namespace)
+        ), pulumi.ResourceOptions(parent=self, depends_on=[namespace, passwords]))
 
         self.prometheus_url = ""
         if settings.prometheus.enabled:

@@ -5,8 +5,10 @@ Random values (pool key, passwords, the self-signed certificate) are stored as e
 config with `pulumi config set --secret`, the value passed on stdin so it never shows in a
 process list or a log. Existing values are never replaced, so the pool key stays stable; a secret
 stored in plaintext, or half of the certificate pair, is reported instead of being overwritten.
+`--rotate KEY...` replaces existing secrets with new random values; the next `pulumi up` sets them in
+PostgreSQL before Pgpool-II rolls (README, "Password rotation").
 
-    scripts/init_stack.py [--stack NAME]
+    scripts/init_stack.py [--stack NAME] [--rotate KEY...]
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components import generated_secrets  # noqa: E402
-from components.backends import backends_for  # noqa: E402
 from components.settings import (  # noqa: E402
     PROJECT,
     SettingsError,
+    StackSettings,
     load_settings,
+    operator_password_fix,
     required_secrets,
     unknown_keys,
 )
+
+PREVIOUS_SUPERUSER_PASSWORD = "dbPasswordPrevious"
 
 
 def pulumi(*args: str, stdin: str | None = None) -> str:
@@ -83,7 +88,11 @@ def set_secret(stack: str, key: str, value: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="dev")
-    stack = parser.parse_args().stack
+    parser.add_argument("--rotate", nargs="+", default=[], metavar="KEY",
+                        help="replace these secrets with new random values (dbPassword keeps the old one in "
+                             f"{PREVIOUS_SUPERUSER_PASSWORD} for the Job that logs in to change it)")
+    arguments = parser.parse_args()
+    stack = arguments.stack
 
     plain, secret = stack_config(stack)
     try:
@@ -110,12 +119,8 @@ def main() -> int:
                         f"match it: set {lacking} from the same pair (`pulumi config set --secret --stack {stack} "
                         f"{lacking} < file.pem`), or remove {have} (`pulumi config rm --stack {stack} {have}`) "
                         "to generate a new pair")
-    owner = backends_for(settings.database).credentials_secret
     for key in [k for k, generatable in missing.items() if not generatable]:
-        problems.append(f"{PROJECT}:{key} is missing and cannot be generated: {settings.database.operator} owns this "
-                        f"password. Copy it from the Secret {owner}: kubectl -n {settings.namespace} get secret "
-                        f"{owner} -o jsonpath='{{.data.password}}' | base64 -d | pulumi config set --secret "
-                        f"--stack {stack} {key}")
+        problems.append(f"{PROJECT}:{key} is missing and cannot be generated: {operator_password_fix(settings)}")
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 1
@@ -124,8 +129,40 @@ def main() -> int:
     for key, value in values.items():
         set_secret(stack, key, value)
         print(f"[init] generated {PROJECT}:{key}")
+    if arguments.rotate:
+        return rotate(settings, required, secret, arguments.rotate)
     if not values:
         print(f"[init] stack {stack}: every secret is already set")
+    return 0
+
+
+def rotate(settings: StackSettings, required: dict[str, bool], secret: dict, keys: list[str]) -> int:
+    """New random values for existing secrets; dbPassword's old value is kept for the rotation Job."""
+    stack, problems = settings.stack, []
+    for key in keys:
+        if key not in required:
+            problems.append(f"{PROJECT}:{key} is not a secret this stack uses; rotate one of {', '.join(required)}")
+        elif not required[key]:
+            problems.append(f"{PROJECT}:{key} is not this stack's to rotate: rotate it in {settings.database.operator}, "
+                            f"then copy it: {operator_password_fix(settings)}")
+        elif not present(secret, key):
+            problems.append(f"{PROJECT}:{key} is not set yet: run scripts/init_stack.py --stack {stack} to generate it")
+    if "dbPassword" in keys and present(secret, PREVIOUS_SUPERUSER_PASSWORD):
+        problems.append(f"{PROJECT}:{PREVIOUS_SUPERUSER_PASSWORD} is still set from the last rotation of dbPassword: run "
+                        f"`pulumi up` to finish that one, then `pulumi config rm --stack {stack} "
+                        f"{PREVIOUS_SUPERUSER_PASSWORD}`, then rotate again")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
+    pairs = {"tlsCert": "tlsKey", "tlsKey": "tlsCert"}  # a certificate and its key change together
+    wanted = list(dict.fromkeys(keys + [pairs[k] for k in keys if k in pairs]))
+    values = generated_secrets.generate(wanted, settings.pgpool.name, settings.namespace)
+    if "dbPassword" in values:
+        set_secret(stack, PREVIOUS_SUPERUSER_PASSWORD, secret["dbPassword"])
+    for key, value in values.items():
+        set_secret(stack, key, value)
+        print(f"[init] rotated {PROJECT}:{key}")
+    print(f"[init] run `pulumi up --stack {stack}`: its Job sets the new passwords in PostgreSQL before Pgpool-II rolls")
     return 0
 
 

@@ -8,6 +8,7 @@ tests can tell which values are secret; `props` has them unwrapped, as policies 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import runpy
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ class RegisteredResource:
     name: str
     inputs: dict
     """As registered, secret values still wrapped in Pulumi's secret marker."""
+    auto_named: bool = False
+    """Registered without metadata.name: the provider named it (see auto_named)."""
 
     @property
     def props(self) -> dict:
@@ -76,11 +79,22 @@ class _RecordingMocks(pulumi.runtime.Mocks):
         self.resources: list[RegisteredResource] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources.append(RegisteredResource(args.typ, args.name, args.inputs))
-        return f"{args.name}-id", unwrap(args.inputs)
+        inputs = auto_named(args.typ, args.name, args.inputs)
+        self.resources.append(RegisteredResource(args.typ, args.name, inputs, inputs is not args.inputs))
+        return f"{args.name}-id", unwrap(inputs)
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}
+
+
+def auto_named(type_: str, name: str, inputs: dict) -> dict:
+    """Inputs as the Kubernetes provider's Check leaves them: an object without metadata.name gets
+    `<resource name>-<suffix>` (the suffix is random there, fixed per name here)."""
+    metadata = inputs.get("metadata")
+    if not type_.startswith("kubernetes:") or not isinstance(metadata, dict) or "name" in metadata:
+        return inputs
+    suffix = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return {**inputs, "metadata": {**metadata, "name": f"{name}-{suffix}"}}
 
 
 def project_defaults() -> dict[str, str]:

@@ -31,6 +31,11 @@ class Registration:
     parent_urn: str
     provider: str
     """Provider reference `<urn>::<id>`; empty for components."""
+    dependencies: tuple[str, ...] = ()
+    """URNs the resource waits for (depends_on and property references)."""
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Input property -> URNs its value came from: what makes the engine replace the resource along
+    with a replaced dependency."""
 
 
 @dataclass
@@ -61,7 +66,9 @@ def recording_registrations() -> Iterator[list[Registration]]:
 
     def register(monitor: MockMonitor, request: Any) -> Any:
         response = original(monitor, request)
-        registrations.append(Registration(request.type, request.name, response.urn, request.parent, request.provider))
+        registrations.append(Registration(
+            request.type, request.name, response.urn, request.parent, request.provider, tuple(request.dependencies),
+            {key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()}))
         return response
 
     MockMonitor.RegisterResource = register

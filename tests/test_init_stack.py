@@ -54,8 +54,8 @@ class Project:
         assert result.returncode == 0, f"pulumi {' '.join(args)} failed:\n{result.stderr}"
         return result.stdout
 
-    def init(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "scripts/init_stack.py", "--stack", STACK], cwd=self.dir,
+    def init(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "scripts/init_stack.py", "--stack", STACK, *args], cwd=self.dir,
                               env=self.env, capture_output=True, text=True)
 
     def config(self) -> dict[str, dict]:
@@ -272,3 +272,64 @@ def test_half_a_certificate_pair_is_reported_not_completed(project: Project):
         in result.stderr
     assert project.secrets()["tlsCert"] == cert
     assert "tlsKey" not in project.secrets()
+
+
+def test_cloudnativepg_superuser_is_asked_for_with_what_to_enable(project: Project):
+    project.pulumi("config", "set", "operator", "cloudnativepg", "--stack", STACK)
+    project.pulumi("config", "set", "--path", "users[0]", "orders", "--stack", STACK)
+
+    result = project.init()
+
+    assert result.returncode == 1
+    assert ("pgpool-k8s:dbPassword is missing and cannot be generated: cloudnativepg owns this password. Copy it "
+            "from the Secret pg-superuser: kubectl -n pgpool-dev get secret pg-superuser") in result.stderr
+    assert "(that Secret exists only once you set spec.enableSuperuserAccess: true on the Cluster" in result.stderr
+
+
+def rotated_keys(stdout: str) -> set[str]:
+    prefix = f"[init] rotated {PROJECT}:"
+    return {line.removeprefix(prefix) for line in stdout.splitlines() if line.startswith(prefix)}
+
+
+def test_rotate_replaces_only_the_named_secrets_and_keeps_the_old_superuser_password(project: Project):
+    assert project.init().returncode == 0
+    before = project.secrets()
+
+    result = project.init("--rotate", "userPasswords.app", "dbPassword", "tlsKey")
+
+    assert result.returncode == 0, result.stderr
+    assert rotated_keys(result.stdout) == {"userPasswords.app", "dbPassword", "tlsKey", "tlsCert"}
+    after = project.secrets()
+    for key in ("userPasswords.app", "dbPassword", "tlsCert", "tlsKey"):
+        assert after[key] != before[key], key
+    assert {k: after[k] for k in before if k not in rotated_keys(result.stdout)} == \
+        {k: before[k] for k in before if k not in rotated_keys(result.stdout)}
+    assert after["dbPasswordPrevious"] == before["dbPassword"]
+    assert_encrypted(project, {"dbPasswordPrevious", "dbPassword", "userPasswords.app"})
+    assert_nowhere(after, result.stdout, result.stderr)
+
+    # A second rotation before `pulumi up` finished the first would lose the password PostgreSQL has.
+    again = project.init("--rotate", "dbPassword")
+    assert again.returncode == 1
+    assert "pgpool-k8s:dbPasswordPrevious is still set from the last rotation of dbPassword" in again.stderr
+    assert project.secrets() == after
+
+
+@pytest.mark.parametrize("config, key, message", [
+    ({}, "poolKeys", "pgpool-k8s:poolKeys is not a secret this stack uses; rotate one of"),
+    ({"operator": "zalando"}, "dbPassword", "pgpool-k8s:dbPassword is not this stack's to rotate: rotate it in "
+                                             "zalando, then copy it: zalando owns this password."),
+])
+def test_rotate_refuses_what_it_cannot_rotate(project: Project, config: dict, key: str, message: str):
+    for name, value in config.items():
+        project.pulumi("config", "set", name, value, "--stack", STACK)
+    if config:
+        project.pulumi("config", "set", "--secret", "--stack", STACK, "dbPassword", stdin="Operator-Made-Password-1")
+    assert project.init().returncode == 0
+    before = project.secrets()
+
+    result = project.init("--rotate", key)
+
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert project.secrets() == before

@@ -110,50 +110,90 @@ def test_init_script_creates_the_roles_with_escaped_passwords(stack_run):
 
 # --- backends per operator ------------------------------------------------------------------
 
-OPERATORS = {
-    "kubedb": ({}, "pg.pgpool-dev.svc.cluster.local", "pg-standby.pgpool-dev.svc.cluster.local"),
-    "zalando": ({}, "pg.pgpool-dev.svc.cluster.local", "pg-repl.pgpool-dev.svc.cluster.local"),
-    "crunchy": ({}, "pg-primary.pgpool-dev.svc.cluster.local", "pg-replicas.pgpool-dev.svc.cluster.local"),
-    "cloudnativepg": ({}, "pg-rw.pgpool-dev.svc.cluster.local", "pg-ro.pgpool-dev.svc.cluster.local"),
+# What each operator's documentation says (README, "Database operators", cites the pages): the
+# read-write and read-only Services and the superuser's Secret and keys, for a cluster named pg.
+OPERATOR_FACTS = {
+    # KubeDB: Services <name> and <name>-standby; authSecret with keys username and password
+    # (docs/guides/postgres/rotate-authentication/rotateauth.md).
+    "kubedb": ({}, "pg", "pg-standby", "pg-auth", "username"),
+    # Zalando: <cluster> and <cluster>-repl (pkg/cluster/k8sres.go serviceName); secret_name_template
+    # {username}.{cluster}.credentials.{tprkind}.{tprgroup} with username and password.
+    "zalando": ({}, "pg", "pg-repl", "postgres.pg.credentials.postgresql.acid.zalan.do", "username"),
+    # Crunchy PGO v5: <cluster>-primary and <cluster>-replicas; spec.users "- name: postgres" gives
+    # <cluster>-pguser-postgres with keys user and password (tutorial/user-management.md).
+    "crunchy": ({}, "pg-primary", "pg-replicas", "pg-pguser-postgres", "user"),
+    # CloudNativePG: <cluster>-rw and <cluster>-ro; enableSuperuserAccess gives <cluster>-superuser,
+    # basic-auth username and password (applications.md); <cluster>-app is the application owner's.
+    "cloudnativepg": ({"users": '["orders"]'}, "pg-rw", "pg-ro", "pg-superuser", "username"),
     "external": ({"externalPrimaryHost": "db-rw.example.internal", "externalReplicaHost": "db-ro.example.internal",
-                  "externalCredentialsSecret": "db-admin"}, "db-rw.example.internal", "db-ro.example.internal"),
+                  "externalCredentialsSecret": "db-admin"}, "db-rw.example.internal", "db-ro.example.internal",
+                 "db-admin", "username"),
 }
 
 
-@pytest.mark.parametrize("operator", OPERATORS)
+def fqdn(service: str) -> str:
+    return service if "." in service else f"{service}.pgpool-dev.svc.cluster.local"
+
+
+def password_job(run) -> dict:
+    [job] = run.of_type("batch/v1:Job")
+    return job.props["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("operator", OPERATOR_FACTS)
 def test_backend_hosts_per_operator(stack_run, operator):
-    extra, primary, replica = OPERATORS[operator]
+    extra, primary, replica, _, _ = OPERATOR_FACTS[operator]
     run = stack_run(operator=operator, **extra)
     conf = pgpool_conf(run)
-    assert (conf["backend_hostname0"], conf["backend_hostname1"]) == (primary, replica)
+    assert (conf["backend_hostname0"], conf["backend_hostname1"]) == (fqdn(primary), fqdn(replica))
     assert conf["backend_port0"] == conf["backend_port1"] == "5432"
-    assert (run.outputs["primaryService"], run.outputs["replicaService"]) == (primary, replica)
+    assert (run.outputs["primaryService"], run.outputs["replicaService"]) == (fqdn(primary), fqdn(replica))
     created = [r for r in run.resources if r.type in (POSTGRES, "pgpool-k8s:index:KubeDBPostgres")]
     assert bool(created) == (operator == "kubedb")
 
 
-SUPERUSER_SECRETS = {
-    "kubedb": ({}, "pg-auth", "username"),
-    "zalando": ({}, "postgres.pg.credentials.postgresql.acid.zalan.do", "username"),
-    "crunchy": ({}, "pg-pguser-postgres", "user"),
-    "cloudnativepg": ({}, "pg-app", "username"),
-    "external": (OPERATORS["external"][0], "db-admin", "username"),
-}
-
-
-@pytest.mark.parametrize("operator", SUPERUSER_SECRETS)
+@pytest.mark.parametrize("operator", OPERATOR_FACTS)
 def test_env_mode_reads_the_superuser_from_the_operators_secret(stack_run, operator):
-    extra, secret_name, user_key = SUPERUSER_SECRETS[operator]
+    extra, _, _, secret_name, user_key = OPERATOR_FACTS[operator]
     run = stack_run(operator=operator, pgpoolMode="env", **extra)
     env = env_of(run)
     assert env["POSTGRES_USERNAME"]["valueFrom"]["secretKeyRef"] == {"name": secret_name, "key": user_key}
     assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": secret_name, "key": "password"}
     # Only KubeDB's Secret is ours; the other operators own theirs.
-    ours = {s.name for s in run.of_type("core/v1:Secret")}
+    ours = {s.props["metadata"]["name"] for s in run.of_type("core/v1:Secret")}
     assert (secret_name in ours) == (operator == "kubedb")
+
+
+@pytest.mark.parametrize("operator", OPERATOR_FACTS)
+def test_password_job_logs_in_to_the_primary_with_the_operators_superuser_secret(stack_run, operator):
+    extra, primary, _, secret_name, user_key = OPERATOR_FACTS[operator]
+    pod = password_job(stack_run(operator=operator, **extra))
+    [superuser] = [v["secret"] for v in pod["volumes"] if v["name"] == "superuser"]
+    assert superuser["secretName"] == secret_name
+    assert {item["key"] for item in superuser["items"]} == {user_key, "password"}
+    [container] = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["PGHOST"], env["PGPORT"]) == (fqdn(primary), "5432")
 
 
 def test_other_operators_superuser_password_comes_from_config_in_configmap_mode(stack_run):
     run = stack_run(operator="zalando")
     files = run.find("core/v1:Secret", "pgpool-files").props["stringData"]
     assert "postgres" in {line.split(":", 1)[0] for line in files["pool_passwd"].splitlines()}
+
+
+# --- nothing replaces the database -----------------------------------------------------------------
+
+
+def test_postgres_names_its_secrets_as_plain_strings_and_waits_for_them(dev_run):
+    """A Secret replaced by a new password or setting must not take the Postgres with it: the engine
+    replaces dependents only through property dependencies (calculateDependentReplacements)."""
+    [registration] = [r for r in dev_run.registrations if r.type == POSTGRES]
+    secret_urns = {r.urn for r in dev_run.registrations if r.type == "kubernetes:core/v1:Secret"
+                   and r.name in ("pg-auth", "pg-config", "pg-init")}
+    assert len(secret_urns) == 3
+    assert secret_urns <= set(registration.dependencies)
+    assert not secret_urns & {urn for urns in registration.property_dependencies.values() for urn in urns}
+    spec = postgres(dev_run)["spec"]
+    assert (spec["authSecret"]["name"], spec["configSecret"]["name"], spec["init"]["script"]["secret"]["secretName"]) \
+        == ("pg-auth", "pg-config", "pg-init")

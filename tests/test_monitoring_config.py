@@ -85,9 +85,17 @@ def test_prometheus_yml_global_settings_and_jobs() -> None:
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert jobs["prometheus"]["static_configs"] == [{"targets": ["localhost:9090"]}]
+    # EndpointSlices: the v1 Endpoints API is deprecated since Kubernetes 1.33.
     assert jobs[SERVICE_ENDPOINTS_JOB]["kubernetes_sd_configs"] == [
-        {"role": "endpoints", "namespaces": {"names": ["demo", "db"]}}
+        {"role": "endpointslice", "namespaces": {"names": ["demo", "db"]}}
     ]
+
+
+def test_every_namespace_is_asked_for_explicitly() -> None:
+    """None is every namespace (the one case that takes a ClusterRole); there is no implicit way to it."""
+    config = yaml.safe_load(render_prometheus_yml(PrometheusSettings(), None))
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == SERVICE_ENDPOINTS_JOB]
+    assert job["kubernetes_sd_configs"] == [{"role": "endpointslice"}]
 
 
 def test_endpoints_job_keeps_every_annotated_service_whatever_its_name() -> None:
@@ -135,13 +143,15 @@ def test_endpoints_job_labels_namespace_service_pod_after_service_labels() -> No
     assert min(named) > labelmap, "a Service label named namespace/service/pod must not override ours"
 
 
-def test_prometheus_yml_and_its_rule_files_pass_promtool_check_config(promtool: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("namespaces", [[NAMESPACE, "db"], None], ids=["namespaced", "every-namespace"])
+def test_prometheus_yml_and_its_rule_files_pass_promtool_check_config(promtool: str, tmp_path: Path,
+                                                                       namespaces: list[str] | None) -> None:
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     (rules_dir / "pgpool.yml").write_text(render_alert_rules(PrometheusSettings(), PGPOOL_SERVICE, NAMESPACE,
                                                                    POSTGRES_SERVICE))
     config = tmp_path / "prometheus.yml"
-    config.write_text(render_prometheus_yml(PrometheusSettings(scrape_interval="5s"), [NAMESPACE, "db"],
+    config.write_text(render_prometheus_yml(PrometheusSettings(scrape_interval="5s"), namespaces,
                                             rule_files=[str(rules_dir / "*.yml")]))
 
     output = run_promtool(promtool, "check", "config", str(config), cwd=tmp_path)

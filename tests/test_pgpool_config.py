@@ -166,7 +166,7 @@ def test_backend_weights_come_from_settings(raw: dict, weights: tuple[str, str])
 
 
 @pytest.mark.parametrize("raw, hosts", [
-    ({"operator": "cloudnativepg", "clusterName": "db"}, ("db-rw.pgpool.svc.cluster.local", "db-ro.pgpool.svc.cluster.local")),
+    ({"operator": "cloudnativepg", "clusterName": "db", "users": ["orders"]}, ("db-rw.pgpool.svc.cluster.local", "db-ro.pgpool.svc.cluster.local")),
     ({"operator": "external", "externalPrimaryHost": "pg-rw.data.svc", "externalReplicaHost": "pg-ro.data.svc",
       "externalCredentialsSecret": "pg-app"}, ("pg-rw.data.svc", "pg-ro.data.svc")),
 ])

@@ -163,18 +163,56 @@ def stack(mode: str = "configmap") -> list[Resource]:
             metadata={"annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9719",
                                       "prometheus.io/path": "/metrics"}},
             spec={"selector": dict(POD_LABELS), "ports": [{"name": "metrics", "port": 9719, "targetPort": "metrics"}]}),
-        k8s("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "prometheus",
-            metadata={"labels": {"app.kubernetes.io/name": "prometheus"}},
-            rules=[{"apiGroups": [""], "resources": ["services", "endpoints", "pods"],
-                    "verbs": ["get", "list", "watch"]},
-                   {"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]),
-        k8s("kubernetes:apps/v1:Deployment", "prometheus", spec={"template": {"spec": {"containers": [
-            {"name": "prometheus", "image": "prom/prometheus:v3.5.0"}]}}}),
+        *prometheus_server(),
     ]
     if mode == "configmap":
         resources.append(k8s("kubernetes:core/v1:ConfigMap", "pgpool-config",
                              data={"pgpool.conf": pgpool_conf(), "pool_hba.conf": HBA}))
     return resources
+
+
+PROMETHEUS_YML = """
+scrape_configs:
+- job_name: kubernetes-service-endpoints
+  kubernetes_sd_configs:
+  - role: endpointslice
+    namespaces:
+      names: [db]
+"""
+
+
+EVERY_NAMESPACE_YML = PROMETHEUS_YML.split("    namespaces:")[0]
+
+
+def prometheus_server() -> list[Resource]:
+    """Prometheus discovering in its own namespace, with a Role and RoleBinding there."""
+    return [
+        k8s("kubernetes:core/v1:ServiceAccount", "prometheus"),
+        k8s("kubernetes:rbac.authorization.k8s.io/v1:Role", "prometheus",
+            metadata={"labels": {"app.kubernetes.io/name": "prometheus"}},
+            rules=[{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+                   {"apiGroups": [""], "resources": ["services", "pods"], "verbs": ["get", "list", "watch"]}]),
+        k8s("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "prometheus",
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "prometheus"},
+            subjects=[{"kind": "ServiceAccount", "name": "prometheus", "namespace": NAMESPACE}]),
+        k8s("kubernetes:core/v1:ConfigMap", "prometheus-config-5a1b", data={"prometheus.yml": PROMETHEUS_YML}),
+        k8s("kubernetes:apps/v1:Deployment", "prometheus", spec={"template": {"spec": {
+            "serviceAccountName": "prometheus",
+            "containers": [{"name": "prometheus", "image": "quay.io/prometheus/prometheus:v3.5.0"}],
+            "volumes": [{"name": "config", "configMap": {"name": "prometheus-config-5a1b"}}]}}}),
+    ]
+
+
+def cluster_wide_grant(r: list[Resource]) -> None:
+    """The grant an all-namespace Prometheus needs, for the ServiceAccount of the stack's Prometheus."""
+    r.append(k8s("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "db-prometheus",
+                 metadata={"namespace": None, "labels": {"app.kubernetes.io/name": "prometheus"}},
+                 rules=[{"apiGroups": [""], "resources": ["services", "endpoints", "pods"],
+                         "verbs": ["get", "list", "watch"]}, {"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]))
+    r.append(k8s("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "db-prometheus",
+                 metadata={"namespace": None},
+                 roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "db-prometheus"},
+                 subjects=[{"kind": "ServiceAccount", "name": "prometheus", "namespace": NAMESPACE}]))
 
 
 def props_of(resources: list[Resource], kind: str, name: str) -> dict:
@@ -492,10 +530,33 @@ def no_metrics_service(r):
     r.remove(("kubernetes:core/v1:Service", "pgpool-metrics", props_of(r, "Service", "pgpool-metrics")))
 
 
-@case("prometheus-clusterrole-read-only", "configmap",
-      'ClusterRole "prometheus" rules[0] (services, endpoints, pods) grants create, delete', "keep verbs to get")
+@case("prometheus-rbac-read-only", "configmap",
+      'Role "prometheus" rules[1] (services, pods) grants create, delete', "keep verbs to get")
 def writable_prometheus(r):
-    props_of(r, "ClusterRole", "prometheus")["rules"][0]["verbs"] += ["create", "delete"]
+    props_of(r, "Role", "prometheus")["rules"][1]["verbs"] += ["create", "delete"]
+
+
+@case("prometheus-rbac-read-only", "env",
+      'Role "prometheus" rules[1] grants reading secrets, configmaps: service discovery reads only endpointslices',
+      "remove them")
+def prometheus_reads_secrets(r):
+    props_of(r, "Role", "prometheus")["rules"][1]["resources"] += ["secrets", "configmaps"]
+
+
+@case("prometheus-rbac-read-only", "configmap", 'ClusterRole "db-prometheus" rules[1] grants reading /api')
+def prometheus_reads_the_api_root(r):
+    cluster_wide_grant(r)
+    props_of(r, "ConfigMap", "prometheus-config-5a1b")["data"]["prometheus.yml"] = EVERY_NAMESPACE_YML
+    props_of(r, "ClusterRole", "db-prometheus")["rules"][1]["nonResourceURLs"].append("/api")
+
+
+@case("prometheus-rbac-namespaced", "configmap",
+      'ClusterRoleBinding "db-prometheus" grants ServiceAccount "prometheus" of Deployment "prometheus" cluster-wide '
+      "access, but its scrape config discovers in namespaces db, team-a: bind a Role with a RoleBinding in each")
+def cluster_wide_grant_for_namespaced_discovery(r):
+    cluster_wide_grant(r)
+    config = props_of(r, "ConfigMap", "prometheus-config-5a1b")
+    config["data"]["prometheus.yml"] = PROMETHEUS_YML.replace("[db]", "[db, team-a]")
 
 
 @pytest.mark.parametrize("policy, mode, mutate, expected", CASES,
@@ -518,6 +579,17 @@ def test_every_policy_has_a_violating_case() -> None:
 
 
 # --- compliant variants of the rules with conditions -----------------------------------------------------------
+
+
+def test_cluster_wide_grant_passes_when_prometheus_discovers_in_every_namespace() -> None:
+    resources = stack()
+    cluster_wide_grant(resources)
+    props_of(resources, "ConfigMap", "prometheus-config-5a1b")["data"]["prometheus.yml"] = EVERY_NAMESPACE_YML
+    assert evaluate(resources) == []
+    # A binding for another account, or a Prometheus whose config is not in the stack, is not judged.
+    props_of(resources, "ConfigMap", "prometheus-config-5a1b")["data"]["prometheus.yml"] = PROMETHEUS_YML
+    props_of(resources, "ClusterRoleBinding", "db-prometheus")["subjects"][0]["name"] = "kube-state-metrics"
+    assert evaluate(resources) == []
 
 
 def test_sr_check_passes_with_a_pool_passwd_entry_for_its_user() -> None:
@@ -662,7 +734,10 @@ UNKNOWNS = [
     ("env", "Secret", "pg-config", ("stringData", "user.conf"), UNKNOWN_STRING_VALUE),
     ("env", "Service", "pgpool-metrics", ("metadata", "annotations"), UNKNOWN_OBJECT_VALUE),
     ("env", "Service", "pgpool", ("spec", "type"), UNKNOWN_STRING_VALUE),
-    ("env", "ClusterRole", "prometheus", ("rules", 0, "verbs"), UNKNOWN_ARRAY_VALUE),
+    ("env", "Role", "prometheus", ("rules", 0, "verbs"), UNKNOWN_ARRAY_VALUE),
+    ("env", "Role", "prometheus", ("rules", 0, "resources"), UNKNOWN_ARRAY_VALUE),
+    ("env", "ConfigMap", "prometheus-config-5a1b", ("data", "prometheus.yml"), UNKNOWN_STRING_VALUE),
+    ("configmap", "Deployment", "prometheus", POD + ("serviceAccountName",), UNKNOWN_STRING_VALUE),
 ]
 
 

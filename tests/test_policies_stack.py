@@ -19,6 +19,7 @@ VARIANTS = {
     "env-mode": {"pgpoolMode": "env"},
     "production": {"production": "true"},
     "production-env-mode": {"production": "true", "pgpoolMode": "env"},
+    "every-namespace": {"prometheusDiscoveryNamespaces": '["*"]'},
 }
 
 
@@ -27,7 +28,8 @@ def test_dev_stack_has_no_mandatory_violation(stack_run: Callable[..., RecordedR
     run = stack_run(**overrides)
     kinds = {r.type for r in run.resources}
     assert {"kubernetes:apps/v1:Deployment", "kubernetes:kubedb.com/v1:Postgres", "kubernetes:core/v1:Service",
-            "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"} <= kinds, "the run is not the whole stack"
+            "kubernetes:batch/v1:Job"} <= kinds, "the run is not the whole stack"
+    assert {"kubernetes:rbac.authorization.k8s.io/v1:Role", "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"} & kinds
     found = evaluate([(r.type, r.name, r.inputs) for r in run.resources])
     assert [v for v in found if v.level == "mandatory"] == []
 

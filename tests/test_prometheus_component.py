@@ -49,30 +49,111 @@ def backend_down_expr(groups) -> str:
     return expr
 
 
+def config_map(run, resource_name) -> dict:
+    return run.find("core/v1:ConfigMap", resource_name).props
+
+
 def rules_file_groups(run) -> list:
-    [text] = run.find("core/v1:ConfigMap", "prometheus-rules").props["data"].values()
+    [text] = config_map(run, "prometheus-rules")["data"].values()
     return yaml.safe_load(text)["groups"]
 
 
 # --- RBAC -----------------------------------------------------------------------------------
 
+RBAC = "rbac.authorization.k8s.io/v1"
+ENDPOINTSLICE_DISCOVERY_NEEDS = {
+    ("discovery.k8s.io", "endpointslices", "list"), ("discovery.k8s.io", "endpointslices", "watch"),
+    ("", "services", "list"), ("", "services", "watch"), ("", "pods", "list"), ("", "pods", "watch"),
+}
+"""Prometheus v3.5.0 discovery/kubernetes/kubernetes.go, role endpointslice: one list/watch informer each
+on DiscoveryV1().EndpointSlices, CoreV1().Services and CoreV1().Pods of every namespace it discovers in."""
 
-def test_read_only_discovery_rbac(dev_run):
+
+def grants(role) -> set[tuple[str, str, str]]:
+    """(API group, resource, verb) triples a (Cluster)Role grants; AssertionError on anything else."""
+    triples = set()
+    for rule in role.props["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule  # no resourceNames, no nonResourceURLs
+        triples |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    return triples
+
+
+def discovery_config(run) -> list:
+    config = yaml.safe_load(config_map(run, "prometheus-config")["data"]["prometheus.yml"])
+    [job] = [j for j in config["scrape_configs"] if "kubernetes_sd_configs" in j]
+    return job["kubernetes_sd_configs"]
+
+
+def test_discovery_rbac_is_namespaced_and_exactly_what_endpointslice_discovery_needs(dev_run):
     account = dev_run.find("core/v1:ServiceAccount", "prometheus").props
     assert account["metadata"]["namespace"] == "pgpool-dev"
-    [role] = dev_run.of_type("rbac.authorization.k8s.io/v1:ClusterRole")
-    [rule] = role.props["rules"]
-    assert rule["apiGroups"] == [""]
-    assert sorted(rule["resources"]) == ["endpoints", "pods", "services"]
-    assert sorted(rule["verbs"]) == ["get", "list", "watch"]
-    assert set(rule) == {"apiGroups", "resources", "verbs"}  # no resourceNames/nonResourceURLs extras
-    [binding] = dev_run.of_type("rbac.authorization.k8s.io/v1:ClusterRoleBinding")
-    assert binding.props["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+    assert dev_run.of_type(f"{RBAC}:ClusterRole") == dev_run.of_type(f"{RBAC}:ClusterRoleBinding") == []
+    [role] = dev_run.of_type(f"{RBAC}:Role")
+    assert role.props["metadata"]["namespace"] == "pgpool-dev"
+    assert grants(role) == ENDPOINTSLICE_DISCOVERY_NEEDS
+    [binding] = dev_run.of_type(f"{RBAC}:RoleBinding")
+    assert binding.props["metadata"]["namespace"] == "pgpool-dev"
+    assert binding.props["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                         "name": role.props["metadata"]["name"]}
     assert binding.props["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
                                           "namespace": "pgpool-dev"}]
     pod = server_deployment(dev_run)["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert discovery_config(dev_run) == [{"role": "endpointslice", "namespaces": {"names": ["pgpool-dev"]}}]
+
+
+def test_cross_namespace_discovery_grants_a_role_in_each_namespace(stack_run):
+    run = stack_run(prometheusDiscoveryNamespaces='["team-a", "pgpool-dev", "team-b"]')
+    roles = {r.props["metadata"]["namespace"]: r for r in run.of_type(f"{RBAC}:Role")}
+    assert sorted(roles) == ["pgpool-dev", "team-a", "team-b"]
+    assert all(grants(role) == ENDPOINTSLICE_DISCOVERY_NEEDS for role in roles.values())
+    bindings = {b.props["metadata"]["namespace"]: b for b in run.of_type(f"{RBAC}:RoleBinding")}
+    assert sorted(bindings) == sorted(roles)
+    for namespace, binding in bindings.items():
+        assert binding.props["roleRef"]["name"] == roles[namespace].props["metadata"]["name"]
+        assert binding.props["subjects"][0]["namespace"] == "pgpool-dev"  # Prometheus' own account
+    assert run.of_type(f"{RBAC}:ClusterRole") == []
+    assert discovery_config(run) == [
+        {"role": "endpointslice", "namespaces": {"names": ["pgpool-dev", "team-a", "team-b"]}}]
+
+
+def test_every_namespace_takes_a_cluster_role_only_when_asked_for(stack_run):
+    run = stack_run(prometheusDiscoveryNamespaces='["*"]')
+    assert run.of_type(f"{RBAC}:Role") == []
+    [role] = run.of_type(f"{RBAC}:ClusterRole")
+    assert grants(role) == ENDPOINTSLICE_DISCOVERY_NEEDS
+    [binding] = run.of_type(f"{RBAC}:ClusterRoleBinding")
+    assert binding.props["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                        "name": role.props["metadata"]["name"]}
+    assert discovery_config(run) == [{"role": "endpointslice"}]
+
+
+# --- changes roll the server in place ---------------------------------------------------------
+
+
+def test_config_maps_are_named_by_pulumi_and_mounted_through_their_output_names(dev_run):
+    """A changed ConfigMap is then created anew before the old one goes, and only the Deployment's pod
+    template changes: the Deployment is updated (rolled), never deleted or replaced."""
+    [deployment] = [r for r in dev_run.registrations if r.type == "kubernetes:apps/v1:Deployment" and r.name == "prometheus"]
+    for volume, resource_name in (("config", "prometheus-config"), ("rules", "prometheus-rules")):
+        config = dev_run.find("core/v1:ConfigMap", resource_name)
+        assert config.auto_named
+        generated = config.props["metadata"]["name"]
+        assert generated.startswith(f"{resource_name}-")
+        assert volume_of(dev_run, volume)["configMap"]["name"] == generated
+        assert dev_run.registration(config).urn in deployment.property_dependencies["spec"]
+    assert "checksum/config" not in server_deployment(dev_run)["spec"]["template"]["metadata"].get("annotations", {})
+
+
+def test_service_selects_the_pods_by_plain_labels_not_the_deployments_output(dev_run):
+    """A selector read back from the Deployment would make the Service wait for every rollout."""
+    service = dev_run.find("core/v1:Service", "prometheus")
+    deployment = dev_run.find("apps/v1:Deployment", "prometheus")
+    selector = service.props["spec"]["selector"]
+    assert selector == deployment.props["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= deployment.props["spec"]["template"]["metadata"]["labels"].items()
+    deployment_urn = dev_run.registration(deployment).urn
+    assert deployment_urn not in dev_run.registration(service).dependencies
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -82,7 +163,7 @@ def test_scrape_config_discovers_annotated_services_of_the_stack_namespace(dev_r
     config_map = dev_run.find("core/v1:ConfigMap", "prometheus-config").props
     config = yaml.safe_load(config_map["data"]["prometheus.yml"])
     [job] = [j for j in config["scrape_configs"] if "kubernetes_sd_configs" in j]
-    assert job["kubernetes_sd_configs"] == [{"role": "endpoints", "namespaces": {"names": ["pgpool-dev"]}}]
+    assert job["kubernetes_sd_configs"] == [{"role": "endpointslice", "namespaces": {"names": ["pgpool-dev"]}}]
     relabel = {tuple(r.get("source_labels", [])): r for r in job["relabel_configs"]}
     keep = relabel[("__meta_kubernetes_service_annotation_prometheus_io_scrape",)]
     assert (keep["action"], keep["regex"]) == ("keep", "true")
@@ -114,7 +195,7 @@ def test_backend_down_alert_watches_kubedbs_stats_service_when_kubedb_runs_expor
         'pg_up{namespace="pgpool-dev"} == 0 or up{namespace="pgpool-dev",service="pg-stats"} == 0')
     renamed = stack_run(clusterName="orders")
     assert 'service="orders-stats"' in backend_down_expr(rules_file_groups(renamed))
-    for unknown in (stack_run(postgresMonitoring="false"), stack_run(operator="cloudnativepg")):
+    for unknown in (stack_run(postgresMonitoring="false"), stack_run(operator="cloudnativepg", users='["orders"]')):
         assert backend_down_expr(rules_file_groups(unknown)) == 'pg_up{namespace="pgpool-dev"} == 0'
 
 
@@ -175,10 +256,26 @@ def test_operator_mode_emits_service_monitor_and_rule_instead_of_a_server(stack_
     # A ServiceMonitor must not also select the client Service, which has no metrics port.
     client = run.find("core/v1:Service", "pgpool").props
     assert not spec["selector"]["matchLabels"].items() <= client["metadata"]["labels"].items()
-    for absent in ("apps/v1:Deployment", "rbac.authorization.k8s.io/v1:ClusterRole",
-                   "rbac.authorization.k8s.io/v1:ClusterRoleBinding", "core/v1:ServiceAccount"):
+    for absent in ("apps/v1:Deployment", f"{RBAC}:ClusterRole", f"{RBAC}:ClusterRoleBinding", f"{RBAC}:Role",
+                   f"{RBAC}:RoleBinding", "core/v1:ServiceAccount"):
         assert [r.name for r in run.of_type(absent) if "prometheus" in r.name] == [], absent
     assert run.outputs["prometheusUrl"] == ""
+
+
+def test_operator_selection_labels_reach_every_object_the_operator_selects(stack_run):
+    """kube-prometheus-stack's Prometheus selects ServiceMonitors and PrometheusRules by release=<release>
+    (serviceMonitorSelectorNilUsesHelmValues); without the label they are silently never loaded."""
+    run = stack_run(prometheusOperator="true", prometheusOperatorLabels='["release=kube-prometheus-stack"]')
+    selected = [r for r in run.resources if r.type in (f"{MONITORING_OPERATOR}:ServiceMonitor",
+                                                       f"{MONITORING_OPERATOR}:PrometheusRule")]
+    assert len(selected) == 2
+    for resource in selected:
+        assert resource.props["metadata"]["labels"]["release"] == "kube-prometheus-stack", resource.name
+    [postgres] = run.of_type("kubedb.com/v1:Postgres")
+    kubedb_monitor = postgres.props["spec"]["monitor"]["prometheus"]["serviceMonitor"]
+    assert kubedb_monitor["labels"]["release"] == "kube-prometheus-stack"
+    # The stack's own workloads are not relabelled.
+    assert "release" not in run.find("apps/v1:Deployment", "pgpool").props["metadata"]["labels"]
 
 
 def test_no_monitoring_objects_without_prometheus(stack_run):

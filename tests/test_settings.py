@@ -61,6 +61,29 @@ BAD_INPUTS = [
     ({"networkPolicyClientPodLabels": '["app"]'}, "each entry is a label selector pair key=value"),
     ({"networkPolicyClientPodLabels": '["app=web"]'}, "client label selectors are set but networkPolicy is false"),
     ({"deletionPolicy": "Keep"}, "pgpool-k8s:deletionPolicy = 'Keep': use one of Delete, Halt, WipeOut, DoNotTerminate"),
+    # Roles the operators own (README, "Database operators"): a stack user of that name would fight them.
+    ({"operator": "cloudnativepg"}, "pgpool-k8s:users = 'app': cloudnativepg creates and manages the role 'app' "
+     "(the default application owner, bootstrap.initdb.owner; its password is in the Secret pg-app)"),
+    ({"operator": "cloudnativepg", "users": '["orders"]', "monitorUser": "streaming_replica"},
+     "pgpool-k8s:monitorUser = 'streaming_replica': cloudnativepg creates and manages the role"),
+    ({"operator": "zalando", "users": '["standby"]'}, "pgpool-k8s:users = 'standby': zalando creates and manages "
+     "the role 'standby' (the replication user, operator setting replication_username)"),
+    ({"operator": "crunchy", "users": '["ccp_monitoring"]'}, "pgpool-k8s:users = 'ccp_monitoring': crunchy creates"),
+    ({"operator": "crunchy", "users": '["_crunchyrepl"]'}, "pgpool-k8s:users = '_crunchyrepl': crunchy creates"),
+    ({"operator": "zalando", "ssl": "false"}, "pgpool-k8s:ssl = False: operator zalando needs TLS to its PostgreSQL "
+     "(Spilo's pg_hba.conf rejects connections without TLS)"),
+    ({"operator": "crunchy", "ssl": "false"}, "pgpool-k8s:ssl = False: operator crunchy needs TLS"),
+    ({"postgresClientImage": "postgres"}, "pgpool-k8s:postgresClientImage = 'postgres': pin an image tag"),
+    ({"prometheusDiscoveryNamespaces": '["*", "team-a"]'}, 'use ["*"] alone or list the namespaces'),
+    ({"prometheusDiscoveryNamespaces": '["Team_A"]'}, "pgpool-k8s:prometheusDiscoveryNamespaces = 'Team_A': use "
+     "lower-case letters"),
+    ({"prometheusOperator": "true", "prometheusDiscoveryNamespaces": '["team-a"]'},
+     "with prometheusOperator the operator's Prometheus chooses its namespaces"),
+    ({"prometheusOperatorLabels": '["release=kube-prometheus-stack"]'},
+     "pgpool-k8s:prometheusOperatorLabels = ['release=kube-prometheus-stack']: labels for the Prometheus Operator's "
+     "selectors are only used with prometheusOperator = true"),
+    ({"prometheusOperator": "true", "prometheusOperatorLabels": '["release"]'},
+     "pgpool-k8s:prometheusOperatorLabels = 'release': each entry is a label selector pair key=value"),
 ]
 
 
@@ -145,6 +168,22 @@ def test_secret_limits():
     assert "x" * 129 not in message  # the value itself never reaches the message
 
 
+def test_login_passwords_must_survive_saslprep_unchanged_with_scram():
+    """libpq and PostgreSQL run SCRAM passwords through SASLprep, Pgpool-II does not (src/auth/auth-scram.c
+    hashes the raw password): tests/dataplane/test_password_rotation.py shows such a login fail."""
+    settings = load_settings({}, "dev")
+    with pytest.raises(SettingsError) as error:
+        load_secrets(settings, secrets_for(settings, monitorPassword="no\u00a0break",
+                                           userPasswords={"app": "soft\u00adhyphen"}, dbPassword="ﬁ"))
+    message = str(error.value)
+    for key in ("monitorPassword", "userPasswords.app", "dbPassword"):
+        assert f"pgpool-k8s:{key} contains characters SCRAM's SASLprep changes" in message
+    assert "\u00a0" not in message and "\u00ad" not in message  # never the value
+    load_secrets(settings, secrets_for(settings, monitorPassword="café"))  # SASLprep leaves it as is
+    md5 = load_settings({"passwordEncryption": "md5"}, "dev")
+    load_secrets(md5, secrets_for(md5, monitorPassword="no\u00a0break"))  # md5 hashes the raw password
+
+
 def test_kubedb_superuser_password_fits_the_exporters_connection_string():
     settings = load_settings({}, "dev")
     with pytest.raises(SettingsError) as error:
@@ -158,6 +197,36 @@ def test_secrets_in_order_superuser_monitor_apps():
     secrets = load_secrets(settings, secrets_for(settings))
     assert [u.name for u in secrets.users] == ["postgres", "monitor", "app", "reporting"]
     assert "pw-app" not in repr(secrets)
+
+
+@pytest.mark.parametrize("operator, secret, requirement", [
+    ("cloudnativepg", "pg-superuser", "set spec.enableSuperuserAccess: true on the Cluster"),
+    ("crunchy", "pg-pguser-postgres", "list the superuser in the PostgresCluster's spec.users (- name: postgres)"),
+    ("zalando", "postgres.pg.credentials.postgresql.acid.zalan.do", None),
+])
+def test_missing_operator_superuser_password_names_its_secret_and_what_to_enable(operator, secret, requirement):
+    settings = load_settings({"operator": operator, "users": '["orders"]'}, "dev")
+    with pytest.raises(SettingsError) as error:
+        load_secrets(settings, secrets_for(settings, dbPassword=None))
+    message = str(error.value)
+    assert f"pgpool-k8s:dbPassword is missing: {operator} owns this password. Copy it from the Secret {secret}: " \
+           f"kubectl -n pgpool get secret {secret} -o jsonpath=" in message
+    assert "| pulumi config set --secret --stack dev dbPassword" in message
+    assert (requirement in message) if requirement else "exists only once" not in message
+
+
+def test_previous_superuser_password_is_only_for_kubedb():
+    kubedb = load_settings({}, "dev")
+    assert load_secrets(kubedb, secrets_for(kubedb, dbPasswordPrevious="old")).previous_superuser_password == "old"
+    assert load_secrets(kubedb, secrets_for(kubedb)).previous_superuser_password == ""
+    zalando = load_settings({"operator": "zalando"}, "dev")
+    with pytest.raises(SettingsError) as error:
+        load_secrets(zalando, secrets_for(zalando, dbPasswordPrevious="old"))
+    assert ("pgpool-k8s:dbPasswordPrevious is set but only used with operator kubedb: zalando rotates its own "
+            "superuser's password") in str(error.value)
+    with pytest.raises(SettingsError) as error:
+        load_secrets(kubedb, secrets_for(kubedb, dbPasswordPrevious="a\nb"))
+    assert "pgpool-k8s:dbPasswordPrevious contains a line break" in str(error.value)
 
 
 def test_required_secrets_per_operator_and_mode():

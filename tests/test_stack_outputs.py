@@ -52,7 +52,7 @@ def test_outputs_follow_the_settings(stack_run):
 
 
 def test_only_the_superuser_password_is_secret_and_no_other_output_leaks_one(stack_run):
-    for run in (stack_run(), stack_run(pgpoolMode="env"), stack_run(operator="cloudnativepg")):
+    for run in (stack_run(), stack_run(pgpoolMode="env"), stack_run(operator="cloudnativepg", users='["orders"]')):
         assert run.secret_outputs == {"superuserPassword"}
         assert run.outputs["superuserPassword"] == run.secrets["dbPassword"]
         secrets = secret_values(run.secrets)

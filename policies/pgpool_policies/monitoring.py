@@ -1,9 +1,11 @@
-"""Monitoring: the exporter sidecar, a Service Prometheus discovers it through, a read-only Prometheus."""
+"""Monitoring: the exporter sidecar, a Service Prometheus discovers it through, a read-only Prometheus
+whose grants reach no further than the namespaces it discovers in."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ReportViolation
 
 from .common import GUIDE, Subject, resource_policy, stack_policy
@@ -14,6 +16,8 @@ from .kube import (
     Workload,
     group_of,
     labels_of,
+    namespace_of,
+    parse_image,
     same_namespace,
     selector_matches,
 )
@@ -22,6 +26,9 @@ from .values import UNKNOWN, as_dict, as_list, dig
 
 SCRAPE, PORT, PATH = "prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path"
 MONITORING_GROUP = "monitoring.coreos.com"
+RBAC_GROUP = "rbac.authorization.k8s.io"
+PROMETHEUS_IMAGES = ("prom/prometheus", "prometheus/prometheus")
+"""Docker Hub's and quay.io's paths of the Prometheus server image."""
 
 
 def check_exporter_sidecar(subject: Subject, report: ReportViolation) -> None:
@@ -97,17 +104,26 @@ PROMETHEUS_SCHEMA = PolicyConfigSchema(properties={
     "prometheusLabels": {
         "type": "object", "additionalProperties": {"type": "string"},
         "default": {"app.kubernetes.io/name": "prometheus"},
-        "description": "Labels that mark Prometheus' ClusterRole (a name containing 'prometheus' also does).",
+        "description": "Labels that mark Prometheus' Role or ClusterRole (a name containing 'prometheus' also does).",
     },
     "allowedVerbs": {
         "type": "array", "items": {"type": "string"}, "default": ["get", "list", "watch"],
-        "description": "Verbs Prometheus' ClusterRole may grant.",
+        "description": "Verbs Prometheus' Role or ClusterRole may grant.",
+    },
+    "allowedResources": {
+        "type": "array", "items": {"type": "string"},
+        "default": ["endpointslices", "endpoints", "services", "pods", "nodes", "nodes/metrics", "ingresses"],
+        "description": "Resources it may grant them on: what Kubernetes service discovery and kubelet scraping read.",
+    },
+    "allowedNonResourceURLs": {
+        "type": "array", "items": {"type": "string"}, "default": ["/metrics", "/metrics/cadvisor"],
+        "description": "Non-resource URLs it may grant them on.",
     },
 })
 
 
 def check_prometheus_role(subject: Subject, report: ReportViolation) -> None:
-    if subject.kind not in ("ClusterRole", "Role") or group_of(subject.resource_type) != "rbac.authorization.k8s.io":
+    if subject.kind not in ("ClusterRole", "Role") or group_of(subject.resource_type) != RBAC_GROUP:
         return
     name = dig(subject.props, "metadata", "name")
     labels = labels_of(subject.props)
@@ -115,15 +131,87 @@ def check_prometheus_role(subject: Subject, report: ReportViolation) -> None:
     if not (marked and all(labels.get(k) == v for k, v in marked.items())) and not (
             isinstance(name, str) and "prometheus" in name):
         return
-    allowed = set(subject.settings["allowedVerbs"])
+    settings = subject.settings
+    allowed = set(settings["allowedVerbs"])
     for index, rule in enumerate(as_list(subject.props.get("rules"))):
-        verbs = as_list(as_dict(rule).get("verbs"))
-        extra = [v for v in verbs if v is not UNKNOWN and v not in allowed]
+        rule = as_dict(rule)
+        resources, urls = as_list(rule.get("resources")), as_list(rule.get("nonResourceURLs"))
+        what = ", ".join(str(r) for r in resources + urls)
+        extra = [v for v in as_list(rule.get("verbs")) if v is not UNKNOWN and v not in allowed]
         if extra:
-            what = ", ".join(str(r) for r in as_list(as_dict(rule).get("resources")) + as_list(
-                as_dict(rule).get("nonResourceURLs")))
             report(f"{subject.title} rules[{index}] ({what}) grants {', '.join(map(str, extra))}: Prometheus only "
                    f"discovers and reads targets; keep verbs to {', '.join(sorted(allowed))}")
+        beyond = [r for r in resources if r is not UNKNOWN and r not in settings["allowedResources"]]
+        beyond += [u for u in urls if u is not UNKNOWN and u not in settings["allowedNonResourceURLs"]]
+        if beyond:
+            report(f"{subject.title} rules[{index}] grants reading {', '.join(map(str, beyond))}: service discovery "
+                   f"reads only {', '.join(settings['allowedResources'])}, and a Prometheus that can read more (a "
+                   "Secret's passwords, say) exposes it to whoever controls its targets; remove them")
+
+
+def _is_prometheus(container: Container) -> bool:
+    image = container.image
+    return isinstance(image, str) and not container.init and parse_image(image)[0].endswith(PROMETHEUS_IMAGES)
+
+
+def _discovery_namespaces(stack: StackView, workload: Workload) -> Any:
+    """Namespaces the server's kubernetes_sd_configs discover in (sorted), None when one of them covers
+    every namespace, UNKNOWN when its config cannot be read from the stack."""
+    found, complete = [], True
+    for volume in workload.volumes.values():
+        reference = dig(volume, "configMap", "name")
+        if reference is None:
+            continue
+        config_map = stack.find("ConfigMap", reference, workload.namespace)
+        if config_map is None:
+            complete = False
+            continue
+        for text in as_dict(dig(config_map.props, "data")).values():
+            try:
+                config = yaml.safe_load(text) if isinstance(text, str) else None
+            except yaml.YAMLError:
+                config = None
+            if isinstance(config, dict) and "scrape_configs" in config:
+                found.append(config)
+    if not found:
+        return UNKNOWN if not complete else []
+    names = set()
+    for config in found:
+        for job in as_list(config.get("scrape_configs")):
+            for discovery in as_list(as_dict(job).get("kubernetes_sd_configs")):
+                namespaces = as_dict(as_dict(discovery).get("namespaces"))
+                listed = [n for n in as_list(namespaces.get("names")) if isinstance(n, str)]
+                if namespaces.get("own_namespace"):
+                    listed.append(workload.namespace)
+                if not listed:
+                    return None
+                names.update(listed)
+    return sorted(names)
+
+
+def check_namespaced_discovery(stack: StackView, settings: dict, stack_tags: Any, report: ReportViolation) -> None:
+    bindings = stack.of_kind("ClusterRoleBinding", RBAC_GROUP)
+    if not bindings:
+        return
+    for workload, _ in stack.workloads:
+        if not any(_is_prometheus(c) for c in workload.containers):
+            continue
+        account = dig(workload.pod, "serviceAccountName", default="default")
+        if account is UNKNOWN or workload.namespace is UNKNOWN:
+            continue
+        namespaces = _discovery_namespaces(stack, workload)
+        if namespaces is None or namespaces is UNKNOWN:
+            continue
+        for binding in bindings:
+            for subject in as_list(binding.props.get("subjects")):
+                subject = as_dict(subject)
+                if (subject.get("kind"), subject.get("name"), subject.get("namespace")) != (
+                        "ServiceAccount", account, workload.namespace or namespace_of(binding.props)):
+                    continue
+                where = f"namespaces {', '.join(namespaces)}" if namespaces else "no namespace at all"
+                report(f"{binding.title} grants ServiceAccount \"{account}\" of {workload.title} cluster-wide "
+                       f"access, but its scrape config discovers in {where}: bind a Role with a RoleBinding in "
+                       "each of those namespaces instead (Prometheus lists and watches only there)", binding.urn)
 
 
 POLICIES = [
@@ -137,8 +225,13 @@ POLICIES = [
         f"scrape config keeps ({GUIDE}, 'Pgpool-II with monitoring'), unless a ServiceMonitor/PodMonitor selects it.",
         check_metrics_service, level=EnforcementLevel.ADVISORY, schema=METRICS_SCHEMA),
     resource_policy(
-        "prometheus-clusterrole-read-only",
-        "Prometheus' (Cluster)Role grants only get, list and watch: service discovery needs nothing more, and "
+        "prometheus-rbac-read-only",
+        "Prometheus' Role or ClusterRole grants only get, list and watch, on only what service discovery reads: "
         "anything more is a foothold if Prometheus is compromised.",
         check_prometheus_role, schema=PROMETHEUS_SCHEMA),
+    stack_policy(
+        "prometheus-rbac-namespaced",
+        "Prometheus' ServiceAccount is bound cluster-wide only when its scrape config discovers in every namespace; "
+        "discovery in named namespaces takes a Role and RoleBinding in each.",
+        check_namespaced_discovery),
 ]
