@@ -253,6 +253,8 @@ class LocalCluster:
                 str(binaries["kwok"]), f"--config={binaries['kwok'].parent / 'kwok-stages.yaml'}",
                 f"--kubeconfig={self.dir / 'kwok.kubeconfig'}",
                 "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+                # Node liveness by Lease, as kubelets report it; the heartbeat stage then updates status rarely.
+                "--node-lease-duration-seconds=40",
                 f"--server-address=127.0.0.1:{free_port()}",
             ])
             self._add_nodes()

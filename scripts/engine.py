@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import runpy
@@ -133,8 +134,12 @@ class Engine:
         workspace = auto.LocalWorkspace(work_dir=str(project), program=inline_program(project))
         self.stack = (auto.Stack.create_or_select if create else auto.Stack.select)(stack_name, workspace)
 
+    @functools.cached_property
+    def _config(self) -> dict[str, auto.ConfigValue]:
+        return self.stack.get_all_config()
+
     def _config_value(self, key: str) -> str:
-        entry = self.stack.get_all_config().get(f"{self.name}:{key}")
+        entry = self._config.get(f"{self.name}:{key}")
         return entry.value if entry else ""
 
     def renders(self) -> bool:

@@ -67,6 +67,12 @@ def first_up(project: EngineProject) -> EngineRun:
     return run
 
 
+def running(pid: int) -> bool:
+    """Whether a process runs (an exited one its parent has not reaped yet is a zombie: "Z")."""
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(") ", 1)[1][0] != "Z"
+
+
 def deployment_ready(deployment: dict) -> bool:
     status = deployment.get("status", {})
     return (status.get("readyReplicas") == deployment["spec"]["replicas"]
@@ -173,6 +179,6 @@ def test_destroy_leaves_nothing_of_the_stack_and_stop_leaves_nothing_running(pro
     assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
     stopped = cluster.script("stop")
     assert stopped.returncode == 0, stopped.stderr
-    assert not [name for name, pid in pids.items() if Path(f"/proc/{pid}").exists()]
+    assert not [name for name, pid in pids.items() if running(pid)]
     assert cluster.script("status").returncode == 3
     assert not (project.dir / ".state" / "cluster").exists()
