@@ -8,6 +8,7 @@ tests can tell which values are secret; `props` has them unwrapped, as policies 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import runpy
 from dataclasses import dataclass
@@ -44,12 +45,25 @@ def unwrap(value: Any) -> Any:
     return value
 
 
+def manifest(props: Any) -> Any:
+    """Properties as the API server would get them: the mock hands whole numbers back as floats."""
+    if isinstance(props, dict):
+        return {key: manifest(value) for key, value in props.items()}
+    if isinstance(props, list):
+        return [manifest(value) for value in props]
+    if isinstance(props, float) and props.is_integer():
+        return int(props)
+    return props
+
+
 @dataclass
 class RegisteredResource:
     type: str
     name: str
     inputs: dict
     """As registered, secret values still wrapped in Pulumi's secret marker."""
+    auto_named: bool = False
+    """Registered without metadata.name: `inputs` carries the name the provider gives it."""
 
     @property
     def props(self) -> dict:
@@ -67,8 +81,20 @@ class ProgramRun:
         assert len(matches) == 1, f"expected one {type_suffix} {name!r}, found {len(matches)}"
         return matches[0]
 
+    def named(self, type_suffix: str, object_name: str) -> RegisteredResource:
+        """The object called `object_name` in Kubernetes (an auto-named one's name has a suffix)."""
+        matches = [r for r in self.of_type(type_suffix) if r.props.get("metadata", {}).get("name") == object_name]
+        assert len(matches) == 1, f"expected one {type_suffix} named {object_name!r}, found {len(matches)}"
+        return matches[0]
+
     def of_type(self, type_suffix: str) -> list[RegisteredResource]:
         return [r for r in self.resources if r.type.endswith(type_suffix)]
+
+
+def auto_name(resource_name: str, type_: str) -> str:
+    """The name the Kubernetes provider gives an object without metadata.name: the resource name and
+    a random 8-character suffix (here derived from the resource, so runs stay comparable)."""
+    return f"{resource_name}-{hashlib.sha256(f'{type_}/{resource_name}'.encode()).hexdigest()[:8]}"
 
 
 class _RecordingMocks(pulumi.runtime.Mocks):
@@ -76,8 +102,13 @@ class _RecordingMocks(pulumi.runtime.Mocks):
         self.resources: list[RegisteredResource] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources.append(RegisteredResource(args.typ, args.name, args.inputs))
-        return f"{args.name}-id", unwrap(args.inputs)
+        inputs = args.inputs
+        metadata = inputs.get("metadata")
+        auto_named = args.typ.startswith("kubernetes:") and isinstance(metadata, dict) and "name" not in metadata
+        if auto_named:  # the provider names it before it reaches the API server
+            inputs = {**inputs, "metadata": {**metadata, "name": auto_name(args.name, args.typ)}}
+        self.resources.append(RegisteredResource(args.typ, args.name, inputs, auto_named))
+        return f"{args.name}-id", unwrap(inputs)
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}

@@ -31,6 +31,8 @@ class Registration:
     parent_urn: str
     provider: str
     """Provider reference `<urn>::<id>`; empty for components."""
+    dependencies: tuple[str, ...] = ()
+    """URNs whose outputs its inputs use: the engine waits for each of them first."""
 
 
 @dataclass
@@ -61,7 +63,8 @@ def recording_registrations() -> Iterator[list[Registration]]:
 
     def register(monitor: MockMonitor, request: Any) -> Any:
         response = original(monitor, request)
-        registrations.append(Registration(request.type, request.name, response.urn, request.parent, request.provider))
+        registrations.append(Registration(request.type, request.name, response.urn, request.parent, request.provider,
+                                          tuple(request.dependencies)))
         return response
 
     MockMonitor.RegisterResource = register

@@ -155,22 +155,26 @@ class Service:
 
     stop_signal = signal.SIGTERM
 
-    def __init__(self, workspace: Workspace, name: str, argv: list[str], env: dict[str, str] | None = None):
+    def __init__(self, workspace: Workspace, name: str, argv: list[str], env: dict[str, str] | None = None,
+                 popen: dict | None = None):
         self.workspace = workspace
         self.name = name
         self.argv = argv
         self.env = env
+        self.popen = popen
+        """subprocess arguments (env, user) that replace the workspace's: a pod's processes (tests/dataplane/pod.py)."""
         self.log = workspace.directory("log") / f"{name}.log"
         self.log_offset = 0
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.log_offset = self.log.stat().st_size if self.log.exists() else 0
+        popen = self.popen if self.popen is not None else {"env": self.workspace.environment(self.env),
+                                                            **self.workspace.identity()}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=self.workspace.environment(self.env), cwd=self.workspace.root,
-                start_new_session=True, **self.workspace.identity(),
+                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workspace.root,
+                start_new_session=True, **popen,
             )
 
     @property
@@ -363,10 +367,11 @@ class PgpoolServer(Service):
 
     stop_signal = signal.SIGINT  # fast shutdown
 
-    def __init__(self, workspace: Workspace, name: str, argv: list[str], endpoint: Endpoint, pcp_port: int):
+    def __init__(self, workspace: Workspace, name: str, argv: list[str], endpoint: Endpoint, pcp_port: int,
+                 popen: dict | None = None):
         self.endpoint = endpoint
         self.pcp_port = pcp_port
-        super().__init__(workspace, name, argv)
+        super().__init__(workspace, name, argv, popen=popen)
 
     def start(self) -> None:
         super().start()
