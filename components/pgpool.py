@@ -57,7 +57,7 @@ class Pgpool(pulumi.ComponentResource):
         files = pgpool_files(args)
 
         def secret(suffix: str, data: dict[str, str], type_: str = "Opaque") -> k8s.core.v1.Secret:
-            return kubernetes_secret(f"{s.name}-{suffix}", ns, labels, data, child, type_, auto_name=True)
+            return kubernetes_secret(f"{s.name}-{suffix}", ns, labels, data, child, type_, auto_named=True)
 
         users = {args.secrets.users[0].name: CredentialRef(args.backends.credentials_secret,
                                                           args.backends.username_key, args.backends.password_key)}

@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/install_test_packages.sh
+scripts/pgpool_root.sh >/dev/null  # Pgpool-II 4.6 for the data plane: built once, cached
 source scripts/env.sh
 .venv/bin/python -m pytest tests -ra "$@"

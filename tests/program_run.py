@@ -63,7 +63,7 @@ class RegisteredResource:
     inputs: dict
     """As registered, secret values still wrapped in Pulumi's secret marker."""
     auto_named: bool = False
-    """Registered without metadata.name: `inputs` carries the name the provider gives it."""
+    """Registered without metadata.name: the provider named it (see auto_named)."""
 
     @property
     def props(self) -> dict:
@@ -91,27 +91,27 @@ class ProgramRun:
         return [r for r in self.resources if r.type.endswith(type_suffix)]
 
 
-def auto_name(resource_name: str, type_: str) -> str:
-    """The name the Kubernetes provider gives an object without metadata.name: the resource name and
-    a random 8-character suffix (here derived from the resource, so runs stay comparable)."""
-    return f"{resource_name}-{hashlib.sha256(f'{type_}/{resource_name}'.encode()).hexdigest()[:8]}"
-
-
 class _RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[RegisteredResource] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        inputs = args.inputs
-        metadata = inputs.get("metadata")
-        auto_named = args.typ.startswith("kubernetes:") and isinstance(metadata, dict) and "name" not in metadata
-        if auto_named:  # the provider names it before it reaches the API server
-            inputs = {**inputs, "metadata": {**metadata, "name": auto_name(args.name, args.typ)}}
-        self.resources.append(RegisteredResource(args.typ, args.name, inputs, auto_named))
+        inputs = auto_named(args.typ, args.name, args.inputs)
+        self.resources.append(RegisteredResource(args.typ, args.name, inputs, inputs is not args.inputs))
         return f"{args.name}-id", unwrap(inputs)
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}
+
+
+def auto_named(type_: str, name: str, inputs: dict) -> dict:
+    """Inputs as the Kubernetes provider's Check leaves them: an object without metadata.name gets
+    `<resource name>-<suffix>` (the suffix is random there, fixed per name here)."""
+    metadata = inputs.get("metadata")
+    if not type_.startswith("kubernetes:") or not isinstance(metadata, dict) or "name" in metadata:
+        return inputs
+    suffix = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return {**inputs, "metadata": {**metadata, "name": f"{name}-{suffix}"}}
 
 
 def project_defaults() -> dict[str, str]:

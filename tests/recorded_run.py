@@ -32,7 +32,10 @@ class Registration:
     provider: str
     """Provider reference `<urn>::<id>`; empty for components."""
     dependencies: tuple[str, ...] = ()
-    """URNs whose outputs its inputs use: the engine waits for each of them first."""
+    """URNs the resource waits for (depends_on and property references)."""
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Input property -> URNs its value came from: what makes the engine replace the resource along
+    with a replaced dependency."""
 
 
 @dataclass
@@ -63,8 +66,9 @@ def recording_registrations() -> Iterator[list[Registration]]:
 
     def register(monitor: MockMonitor, request: Any) -> Any:
         response = original(monitor, request)
-        registrations.append(Registration(request.type, request.name, response.urn, request.parent, request.provider,
-                                          tuple(request.dependencies)))
+        registrations.append(Registration(
+            request.type, request.name, response.urn, request.parent, request.provider, tuple(request.dependencies),
+            {key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()}))
         return response
 
     MockMonitor.RegisterResource = register
