@@ -46,6 +46,15 @@ class StackPgpool(PgpoolServer):
         """A probe (or hook) of the pgpool container, run as the kubelet runs it in the container."""
         return self.pod.run("pgpool", argv, self.stack.probe_env)
 
+    def command(self, argv: tuple[str, ...]) -> list[str]:
+        """A command of the pgpool container (a probe) on this pod's paths, ports and image view, for a
+        caller that runs it its own way (this machine's Pgpool-II only; probe() runs it as the pod)."""
+        return self.pod.command("pgpool", argv)
+
+    def environment(self, env: dict[str, str]) -> dict[str, str]:
+        """The pgpool container's environment on this pod's paths, with the image's PATH."""
+        return self.pod.environment("pgpool", env)
+
     def pcp(self, program: str, *args: str, host: str | None = None,
             pcppass: str = PgpoolPaths().pcppass) -> subprocess.CompletedProcess[str]:
         """A PCP client of this install, in the pod, with the generated .pcppass (or another file in the
