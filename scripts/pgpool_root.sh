@@ -49,7 +49,7 @@ if ! debootstrap --variant=minbase --include="$packages" "$suite" "$building" "$
     exit 1
 fi
 rm -rf "$building/var/cache/apt/archives"/*.deb
-version="$(chroot "$building" /usr/sbin/pgpool --version)"
+version="$(chroot "$building" /usr/sbin/pgpool --version 2>&1)"
 echo "$stamp" > "$building/.stamp"
 rm -rf "$root"
 mv "$building" "$root"
