@@ -125,6 +125,12 @@ class _Mode:
     """Where the pod's own files land (prepared secrets, sockets, pid file)."""
     pgpool_paths = paths
     """Where pgpool reads pgpool.conf, pool_hba.conf, pcp.conf and the pool key."""
+    tls_target = paths.secrets_dir
+    """Where the init step puts tls.crt and tls.key."""
+    command: list[str] | None = None
+    """The container's command (None: the image's ENTRYPOINT)."""
+    args: list[str] | None = None
+    """The container's args (None: the image's CMD)."""
 
     def files(self, args: PgpoolArgs) -> tuple[dict[str, str], dict[str, str]]:
         """(ConfigMap data, files Secret data)."""
@@ -173,9 +179,6 @@ class _Mode:
             copies.append((TLS_MOUNT, TLS_FILES, self.tls_target))
         return copies
 
-    tls_target = paths.secrets_dir
-    command: list[str] | None = None
-    args: list[str] | None = None
 
 
 class _ConfigMapMode(_Mode):
