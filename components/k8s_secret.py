@@ -20,8 +20,3 @@ def kubernetes_secret(name: str, namespace: str, labels: dict, data: dict[str, s
         string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),
     )
-
-
-def secret_env(name: str, secret: str, key: str) -> dict:
-    """An env var read from a Secret key: never a literal value."""
-    return {"name": name, "value_from": {"secret_key_ref": {"name": secret, "key": key}}}

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from components.backends import Backends
+from components.pgpool_image import PGPOOL_IMAGE
 from components.settings import (
     MAX_AES_PASSWORD_BYTES,
     MAX_NAME_BYTES,
@@ -42,7 +43,6 @@ SSL_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL"
 ssl_min_protocol_version (4.3 to 4.5 ignore the name), but TLS 1.0/1.1 cannot use these suites,
 so they are the minimum-version setting."""
 LOG_LINE_PREFIX = "%m: %a pid %p: "
-IMAGE_PGPOOL_BINARY = "/opt/pgpool-II/bin/pgpool"
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,14 @@ class PgpoolPaths:
     The defaults are the Kubernetes layout; the data-plane harness overrides them for a local run.
     """
 
-    config_dir: str = "/config"
+    config_dir: str = PGPOOL_IMAGE.config_volume
     """pgpool.conf and pool_hba.conf, mounted from the ConfigMap."""
     secrets_dir: str = "/run/pgpool-secrets"
     """pool_passwd, .pgpoolkey, pcp.conf, .pcppass, tls.crt and tls.key, copied here with mode 0600 by an
     init step: Kubernetes cannot give a Secret's files to uid 70 with mode 0600, and pgpool wants that."""
-    socket_dir: str = "/var/run/pgpool"
+    socket_dir: str = PGPOOL_IMAGE.socket_dir
     """Unix sockets of pgpool, PCP (the liveness probe's pcp_node_count connects here) and the watchdog IPC."""
-    pid_file: str = "/var/run/pgpool/pgpool.pid"
+    pid_file: str = posixpath.join(PGPOOL_IMAGE.socket_dir, "pgpool.pid")
     logdir: str = "/tmp"
     """Where pgpool keeps pgpool_status (discarded at start by -D)."""
 
@@ -100,7 +100,7 @@ class PgpoolPaths:
         return self._secret("tls.key")
 
 
-def pgpool_command(paths: PgpoolPaths = PgpoolPaths(), binary: str = IMAGE_PGPOOL_BINARY) -> list[str]:
+def pgpool_command(paths: PgpoolPaths = PgpoolPaths(), binary: str = PGPOOL_IMAGE.program("pgpool")) -> list[str]:
     """The foreground pgpool command reading the files at `paths`.
 
     -D discards pgpool_status so a node marked down before a container restart is not kept down:
@@ -108,6 +108,13 @@ def pgpool_command(paths: PgpoolPaths = PgpoolPaths(), binary: str = IMAGE_PGPOO
     """
     return [binary, "-n", "-D", "-f", paths.pgpool_conf, "-F", paths.pcp_conf,
             "-a", paths.pool_hba, "-k", paths.pool_key]
+
+
+def pgpool_stop_command(mode: str, paths: PgpoolPaths = PgpoolPaths(),
+                        binary: str = PGPOOL_IMAGE.program("pgpool")) -> list[str]:
+    """Pgpool-II's own stop: signals the pid in pid_file_name (smart SIGTERM, fast SIGINT) and waits
+    until pgpool has exited."""
+    return [binary, "-f", paths.pgpool_conf, "-m", mode, "stop"]
 
 
 # --- pgpool.conf values ------------------------------------------------------------------
@@ -176,10 +183,11 @@ def _blocks(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: P
     path = PurePosixPath  # marks the paths the image manages in env mode
     sockets = path(paths.socket_dir)
     return [
-        ("Guide: listen on every address; clients come through the Service.", (
+        ("Guide: listen on every address, clients come through the Service. PCP on the unix socket only.", (
             ("listen_addresses", "*"),
             ("port", pgpool.port),
-            ("pcp_listen_addresses", "*"),
+            # PCP can detach backends and stop pgpool: TCP only when pcpOverTcp opens it.
+            ("pcp_listen_addresses", "*" if pgpool.pcp_over_tcp else ""),
             ("pcp_port", pgpool.pcp_port),
         )),
         ("Files. Both socket names: 4.4 renamed socket_dir; each version ignores the other one.", (

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from components.backends import SUPERUSER_REQUIREMENT, TLS_ONLY_OPERATORS, backends_for, operator_owned_users
 from components.scram import saslprep
+from components.pgpool_image import PGPOOL_IMAGE
 
 PROJECT = "pgpool-k8s"
 
@@ -24,6 +25,7 @@ DELETION_POLICIES = ("Delete", "Halt", "WipeOut", "DoNotTerminate")
 STREAMING_MODES = ("Asynchronous", "Synchronous")
 LOAD_BALANCE_ON_WRITE = ("transaction", "trans_transaction", "always", "dml_adaptive")
 PROMETHEUS_STORAGE = ("emptyDir", "pvc")
+SHUTDOWN_MODES = ("smart", "fast")
 PASSWORD_ENCRYPTION = ("scram-sha-256", "md5")
 POD_SECURITY_LEVELS = ("baseline", "restricted")
 
@@ -32,6 +34,12 @@ MAX_PCP_USER_BYTES = 127  # the pcp client refuses 128
 MAX_AES_PASSWORD_BYTES = 79  # a longer password's AES entry outgrows the 128 characters pgpool reads
 MAX_POOL_KEY_BYTES = 255  # pgpool and pg_enc ignore byte 256 onward
 MIN_PORT = 1024  # pgpool refuses lower ports, and non-root containers cannot bind them
+MIN_SHUTDOWN_SECONDS = 5  # what the termination grace period leaves Pgpool-II after the preStop wait
+ENTRYPOINT_MANGLES = re.compile(r"[\s*?\[]|^-")
+"""What the image's entrypoint (env mode) breaks in a password: it reads each one with an unquoted
+`echo` and passes it on unquoted (`pg_enc ... -u ${username} ${password}`, `pg_md5
+${PGPOOL_PCP_PASSWORD}`), so bash splits it at whitespace and expands glob characters against the
+files of /, and a leading '-' is taken for an option by echo or by pg_enc/pg_md5."""
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 PG_ROLE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -118,6 +126,11 @@ class PgpoolSettings:
     exporter_image: str = "pgpool/pgpool2_exporter:1.2.2"
     port: int = 9999
     pcp_port: int = 9898
+    pcp_over_tcp: bool = False
+    """PCP also on TCP (pcp_port) for remote tools; off, it answers only on the pod's unix socket."""
+    pcp_client_namespace_labels: tuple[tuple[str, str], ...] = ()
+    pcp_client_pod_labels: tuple[tuple[str, str], ...] = ()
+    """With pcp_over_tcp, the NetworkPolicy admits only these peers to the PCP port."""
     exporter_port: int = 9719
     num_init_children: int = 32
     max_pool: int = 2
@@ -145,8 +158,14 @@ class PgpoolSettings:
     cpu_limit: str = "1"
     memory_request: str = "256Mi"
     memory_limit: str = "512Mi"
-    run_as_user: int = 70
-    """The image's postgres user (uid 70)."""
+    pre_stop_seconds: int = 10
+    """Wait before Pgpool-II is told to stop, so Services stop sending new clients first."""
+    shutdown_mode: str = "smart"
+    """smart: SIGTERM, sessions end by themselves until the grace period; fast: sessions are cut at once."""
+    termination_grace_seconds: int = 60
+    """From the start of the preStop wait to SIGKILL."""
+    run_as_user: int = PGPOOL_IMAGE.uid
+    """The image's postgres user."""
 
 
 @dataclass(frozen=True)
@@ -365,6 +384,9 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
         exporter_image=r.image("exporterImage", PgpoolSettings.exporter_image),
         port=r.integer("pgpoolPort", 9999, MIN_PORT, 65535),
         pcp_port=r.integer("pcpPort", 9898, MIN_PORT, 65535),
+        pcp_over_tcp=r.boolean("pcpOverTcp", False),
+        pcp_client_namespace_labels=r.labels("pcpClientNamespaceLabels"),
+        pcp_client_pod_labels=r.labels("pcpClientPodLabels"),
         exporter_port=r.integer("exporterPort", 9719, MIN_PORT, 65535),
         num_init_children=r.integer("numInitChildren", PgpoolSettings.num_init_children, 1, 10000),
         max_pool=r.integer("maxPool", PgpoolSettings.max_pool, 1, 1000),
@@ -389,6 +411,10 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
         cpu_limit=r.matching("pgpoolCpuLimit", PgpoolSettings.cpu_limit, QUANTITY, "use a CPU quantity such as 500m or 2"),
         memory_request=r.matching("pgpoolMemoryRequest", PgpoolSettings.memory_request, QUANTITY, "use a memory quantity such as 256Mi"),
         memory_limit=r.matching("pgpoolMemoryLimit", PgpoolSettings.memory_limit, QUANTITY, "use a memory quantity such as 512Mi"),
+        pre_stop_seconds=r.integer("pgpoolPreStopSeconds", PgpoolSettings.pre_stop_seconds, 0, 600),
+        shutdown_mode=r.choice("pgpoolShutdownMode", PgpoolSettings.shutdown_mode, SHUTDOWN_MODES),
+        termination_grace_seconds=r.integer("pgpoolTerminationGraceSeconds", PgpoolSettings.termination_grace_seconds,
+                                            1, 86400),
     )
     if len(pgpool.name) > 50:
         r.fail("pgpoolName", pgpool.name, "use at most 50 characters so '<name>-metrics' stays a valid Service name")
@@ -417,6 +443,19 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
                "Pgpool-II connects to its backends with TLS only when ssl is on; set ssl to true")
     if (pgpool.client_namespace_labels or pgpool.client_pod_labels) and not pgpool.network_policy:
         r.fail("networkPolicy", False, "client label selectors are set but networkPolicy is false; set networkPolicy to true")
+    pcp_peers = pgpool.pcp_client_namespace_labels or pgpool.pcp_client_pod_labels
+    if pgpool.pcp_over_tcp and not (pgpool.network_policy and pcp_peers):
+        r.fail("pcpOverTcp", True, f"PCP on TCP lets whoever reaches port {pgpool.pcp_port} detach backends or stop "
+               "Pgpool-II; set networkPolicy to true and name the PCP clients in pcpClientPodLabels and/or "
+               "pcpClientNamespaceLabels, or leave pcpOverTcp false (PCP stays on the pod's unix socket)")
+    elif pcp_peers and not pgpool.pcp_over_tcp:
+        r.fail("pcpClientPodLabels" if pgpool.pcp_client_pod_labels else "pcpClientNamespaceLabels",
+               [f"{k}={v}" for k, v in pcp_peers], "PCP client labels are only used with pcpOverTcp = true; set it or remove them")
+    if pgpool.termination_grace_seconds < pgpool.pre_stop_seconds + MIN_SHUTDOWN_SECONDS:
+        r.fail("pgpoolTerminationGraceSeconds", pgpool.termination_grace_seconds,
+               f"the grace period includes the preStop wait (pgpoolPreStopSeconds {pgpool.pre_stop_seconds}); use at "
+               f"least {pgpool.pre_stop_seconds + MIN_SHUTDOWN_SECONDS} so Pgpool-II gets {MIN_SHUTDOWN_SECONDS}s "
+               "to stop before it is killed")
 
     app_users = r.strings("users", ("app",))
     if not app_users:
@@ -577,6 +616,7 @@ def load_secrets(settings: StackSettings, secret: Callable[[str], Any]) -> Pgpoo
     problems: list[str] = []
     init = "run `make init` (scripts/init_stack.py) to generate it, or `pulumi config set --secret"
 
+    entrypoint_reads = settings.pgpool.mode == "env"
     password_limit = MAX_AES_PASSWORD_BYTES if settings.pgpool.password_encryption == "scram-sha-256" else MAX_NAME_BYTES
 
     scram = settings.pgpool.password_encryption == "scram-sha-256"
@@ -608,6 +648,11 @@ def load_secrets(settings: StackSettings, secret: Callable[[str], Any]) -> Pgpoo
             problems.append(f"{PROJECT}:{key} contains characters SCRAM's SASLprep changes (non-ASCII spaces, soft "
                             "hyphens, compatibility forms): clients and PostgreSQL prepare the password, Pgpool-II "
                             "does not, so every login through it fails; set one without them (ASCII never changes)")
+        if entrypoint_reads and not multiline and key != "poolKey" and ENTRYPOINT_MANGLES.search(value):
+            problems.append(f"{PROJECT}:{key} contains whitespace or one of * ? [, or starts with '-' (value not "
+                            "shown): in pgpoolMode env the image's entrypoint passes passwords to pg_enc/pg_md5 "
+                            "unquoted and would register a different one; set one without them, or use pgpoolMode "
+                            "configmap")
         return value
 
     db = settings.database

@@ -27,9 +27,9 @@ class PgpoolStack(pulumi.ComponentResource):
     pgpool_port: int
     primary_service: str
     replica_service: str
-    credentials_secret: str
-    """Secret (keys username, password) of the first application user."""
-    app_credentials_secrets: dict[str, str]
+    credentials_secret: pulumi.Input[str]
+    """Secret (keys username, password) of the first application user (auto-named: an output)."""
+    app_credentials_secrets: dict[str, pulumi.Output[str]]
     metrics_endpoint: pulumi.Output[str]
     prometheus_url: str
 

@@ -52,6 +52,11 @@ def container_security_context(uid: int | None = None) -> dict:
     return context
 
 
+def secret_env(name: str, secret: object, key: str) -> dict:
+    """An env var read from a Secret key (its name a string or an output): never a literal value."""
+    return {"name": name, "value_from": {"secret_key_ref": {"name": secret, "key": key}}}
+
+
 def resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_limit: str) -> dict:
     return {
         "requests": {"cpu": cpu_request, "memory": memory_request},

@@ -1,12 +1,14 @@
 #!/bin/sh
 # Install the Debian packages the data-plane tests and the benchmark run for real:
 # PostgreSQL 15 (server, pgbench, pg_basebackup), Pgpool-II, PgBouncer, Prometheus and
-# postgres_exporter (bookworm: 0.11.1, binary /usr/bin/prometheus-postgres-exporter).
+# postgres_exporter (bookworm: 0.11.1, binary /usr/bin/prometheus-postgres-exporter), HAProxy (the
+# Service in front of two Pgpool-II pods in the shutdown test) and debootstrap (scripts/pgpool_root.sh
+# makes the Debian 13 root of the second Pgpool-II version with it).
 # Idempotent: does nothing when all are installed; runs `apt-get update` only when an
 # install fails for want of package lists.
 set -eu
 
-PACKAGES="postgresql-15 postgresql-client-15 pgpool2 pgbouncer prometheus prometheus-postgres-exporter"
+PACKAGES="postgresql-15 postgresql-client-15 pgpool2 pgbouncer prometheus prometheus-postgres-exporter haproxy debootstrap"
 
 missing=""
 for package in $PACKAGES; do

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/install_test_packages.sh
+scripts/pgpool_root.sh >/dev/null  # Pgpool-II 4.6 for the data plane: built once, cached
 for tool in promtool etcd kwok kubernetes; do
     scripts/tools.sh "$tool" >/dev/null
 done

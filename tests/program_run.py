@@ -45,6 +45,17 @@ def unwrap(value: Any) -> Any:
     return value
 
 
+def manifest(props: Any) -> Any:
+    """Properties as the API server would get them: the mock hands whole numbers back as floats."""
+    if isinstance(props, dict):
+        return {key: manifest(value) for key, value in props.items()}
+    if isinstance(props, list):
+        return [manifest(value) for value in props]
+    if isinstance(props, float) and props.is_integer():
+        return int(props)
+    return props
+
+
 @dataclass
 class RegisteredResource:
     type: str
@@ -68,6 +79,12 @@ class ProgramRun:
     def find(self, type_suffix: str, name: str) -> RegisteredResource:
         matches = [r for r in self.resources if r.type.endswith(type_suffix) and r.name == name]
         assert len(matches) == 1, f"expected one {type_suffix} {name!r}, found {len(matches)}"
+        return matches[0]
+
+    def named(self, type_suffix: str, object_name: str) -> RegisteredResource:
+        """The object called `object_name` in Kubernetes (an auto-named one's name has a suffix)."""
+        matches = [r for r in self.of_type(type_suffix) if r.props.get("metadata", {}).get("name") == object_name]
+        assert len(matches) == 1, f"expected one {type_suffix} named {object_name!r}, found {len(matches)}"
         return matches[0]
 
     def of_type(self, type_suffix: str) -> list[RegisteredResource]:

@@ -98,7 +98,7 @@ def test_consumer_connects_through_pgpool_with_the_stacks_credentials(dev_run, c
         assert "value" not in env[variable]
         assert env[variable]["valueFrom"]["secretKeyRef"] == {"name": stack["credentialsSecret"], "key": key}
     # The Secret the app reads is one the stack really creates, with those keys.
-    secret = dev_run.find("core/v1:Secret", stack["credentialsSecret"]).props
+    secret = dev_run.named("core/v1:Secret", stack["credentialsSecret"]).props
     assert {"username", "password"} <= set(secret["stringData"])
     assert secret["metadata"]["namespace"] == stack["namespace"]
     assert outputs["credentialsSecret"] == stack["credentialsSecret"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -19,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.program_run import ROOT
+from tests.program_run import ROOT, manifest
 
 KUBERNETES_VERSION = "1.37"
 """The newest release whose schemas kubernetes-validate 1.37.0 ships."""
@@ -44,17 +43,6 @@ VARIANTS = [
     {"pgpoolServiceType": "LoadBalancer", "allowLoadBalancer": "true", "srCheckPeriod": "10", "srCheckUser": "monitor"},
 ]
 VARIANT_IDS = [",".join(f"{k}={v}" for k, v in variant.items()) or "dev" for variant in VARIANTS]
-
-
-def manifest(props: Any) -> Any:
-    """The object as the API server would get it: the mock hands whole numbers back as floats."""
-    if isinstance(props, dict):
-        return {key: manifest(value) for key, value in props.items()}
-    if isinstance(props, list):
-        return [manifest(value) for value in props]
-    if isinstance(props, float) and props.is_integer():
-        return int(props)
-    return props
 
 
 def validate_builtin(obj: dict) -> None:
@@ -233,7 +221,16 @@ def test_services_select_pods_and_name_their_ports(stack_run, overrides):
             assert port["targetPort"] in ports, (service.name, port)
 
 
-def test_kubedb_crd_is_found_beside_the_repository():
-    # CI checks out shared/ beside the repository; a missing file fails the schema tests, never skips them.
-    assert KUBEDB_CRD == Path(ROOT).parent / "shared" / "crds" / "kubedb.com_postgreses.yaml"
+def test_kubedb_crd_is_the_real_postgres_crd_and_its_absence_fails(monkeypatch, tmp_path):
+    crd = yaml.safe_load(KUBEDB_CRD.read_text())
+    assert (crd["kind"], crd["spec"]["group"], crd["spec"]["names"]["kind"]) == (
+        "CustomResourceDefinition", "kubedb.com", "Postgres")
     assert kubedb_postgres_schema()["properties"]["spec"]["additionalProperties"] is False
+    # CI checks out shared/ beside the repository; without it the schema tests fail, never skip.
+    monkeypatch.setattr(f"{__name__}.KUBEDB_CRD", tmp_path / "missing.yaml")
+    kubedb_postgres_schema.cache_clear()
+    try:
+        with pytest.raises(AssertionError, match="missing.yaml is missing: check out the shared/ directory"):
+            kubedb_postgres_schema()
+    finally:
+        kubedb_postgres_schema.cache_clear()

@@ -38,7 +38,7 @@ from components.pgpool_config import (
     render_pool_key,
     render_pool_passwd,
 )
-from components.settings import MAX_POOL_KEY_BYTES, Credential, PgpoolSettings, load_settings
+from components.settings import ENTRYPOINT_MANGLES, MAX_POOL_KEY_BYTES, Credential, PgpoolSettings, load_settings
 from tests.golden import GOLDEN_DIR, assert_matches_golden
 from tests.dataplane.harness import LOCALHOST, Service, Workspace, free_ports
 from tests.dataplane.local_stack import local_pgpool_paths
@@ -66,6 +66,15 @@ BACKEND_STAGE = "failed to create a backend 0 connection"
 NO_HBA_ENTRY = "no pool_hba.conf entry"
 IMAGE_ENV_TO_CONF = r"""printenv | sed -nr "s/^PGPOOL_PARAMS_(.*)=(.*)/\L\1 = '\E\2'/p" """
 """How the pgpool/pgpool image's entrypoint.sh turns PGPOOL_PARAMS_* into pgpool.conf lines."""
+IMAGE_REGISTERS_PASSWORDS = r"""
+cmd="pg_enc -k ${PGPOOL_INSTALL_DIR}/etc/.pgpoolkey"
+username=$(eval "echo \$${ev_username}_USERNAME")
+password=$(eval "echo \$${ev_username}_PASSWORD")
+${PGPOOL_INSTALL_DIR}/bin/${cmd} -m -f ${PGPOOL_INSTALL_DIR}/etc/pgpool.conf -u ${username} ${password} > /dev/null
+echo "${PGPOOL_PCP_USER}:"`${PGPOOL_INSTALL_DIR}/bin/pg_md5 ${PGPOOL_PCP_PASSWORD}` >> ${PGPOOL_INSTALL_DIR}/etc/pcp.conf
+"""
+"""How the image's entrypoint.sh registers a user's password (scram-sha-256) and the PCP user's, in its
+own words; run by bash (the image's bash is 5.2, as here) from / (the image sets no WORKDIR)."""
 
 NOT_IN_POOL_STATUS_43 = {"logging_collector", "sr_check_password", "unix_socket_directories"}
 """pcp_pool_status of 4.3 hides the first two; the third is the 4.4 name, unknown to (and ignored by) 4.3."""
@@ -413,8 +422,9 @@ class LocalPgpool:
     service: Service
 
     def pcp(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
-        """A pcp client authenticating from the rendered .pcppass (-w never prompts)."""
-        argv = [tool(program), "-h", LOCALHOST, "-p", str(self.settings.pcp_port), "-U", PCP.name, "-w", *args]
+        """A pcp client on PCP's unix socket, authenticating from the rendered .pcppass (-w never prompts)."""
+        argv = [tool(program), "-h", self.paths.socket_dir, "-p", str(self.settings.pcp_port), "-U", PCP.name, "-w",
+                *args]
         return self.workspace.run(argv, env={"PCPPASSFILE": self.paths.pcppass}, check=False)
 
     def pool_status(self) -> dict[str, str]:
@@ -598,6 +608,37 @@ def test_env_form_through_the_image_sed_is_read_back_by_pgpool(tls_pair: tuple[s
             assert_pgpool_read(files[paths.pgpool_conf], local.pool_status())
             assert local.config_complaints() == []
             assert BACKEND_STAGE in local.login(USERS[0].name, USERS[0].password, "require")
+
+
+ENTRYPOINT_PASSWORDS = ["plain", "with space", "two  spaces", "tab\there", "-x", "-n", "et?", "b*", "[e]tc", "star*",
+                        "q'u\"o\\te", "$HOME", "#hash", "co:lon", "semi;colon", "{a,b}", "~tilde", "a|b&c", "excl!", "a]",
+                        "trailing-"]
+
+
+@pytest.mark.parametrize("password", ENTRYPOINT_PASSWORDS)
+def test_env_mode_password_rule_keeps_every_password_the_entrypoint_would_mangle_out(password: str,
+                                                                                     tmp_path: Path) -> None:
+    """The image's own lines with Debian's pg_enc and pg_md5: whatever they register differently from
+    the password is refused by the settings layer in env mode; whatever the settings take, they keep."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "etc").mkdir()
+    for program in ("pg_enc", "pg_md5"):
+        (tmp_path / "bin" / program).symlink_to(tool(program))
+    (tmp_path / "etc" / "pgpool.conf").write_text("pool_passwd = 'pool_passwd'\n")
+    key = tmp_path / "etc" / ".pgpoolkey"
+    key.write_text("entrypoint-key\n")
+    key.chmod(0o600)
+    env = {"PATH": "/usr/bin:/bin", "PGPOOL_INSTALL_DIR": str(tmp_path), "ev_username": "APP", "APP_USERNAME": "app",
+           "APP_PASSWORD": password, "PGPOOL_PCP_USER": "pcp", "PGPOOL_PCP_PASSWORD": password}
+    subprocess.run([tool("bash"), "-c", IMAGE_REGISTERS_PASSWORDS], env=env, cwd="/", capture_output=True, check=False)
+    pool_passwd = tmp_path / "etc" / "pool_passwd"
+    registered = pool_passwd.read_text() if pool_passwd.exists() else ""
+    kept = (registered == pool_passwd_entry("app", password, "scram-sha-256", "entrypoint-key") + "\n"
+            and (tmp_path / "etc" / "pcp.conf").read_text() == render_pcp_conf(Credential("pcp", password)))
+    refused = bool(ENTRYPOINT_MANGLES.search(password))
+    assert kept or refused, f"the entrypoint mangles {password!r}, which the settings accept"
+    if not any(c in password for c in "*?["):  # a glob character survives only while it matches no file in /
+        assert kept is not refused, f"{password!r}: kept {kept}, refused {refused}"
 
 
 def test_pgpool_decrypts_aes_entries_up_to_79_bytes(tls_pair: tuple[str, str], tmp_path: Path) -> None:

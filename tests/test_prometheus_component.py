@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 
+import pytest
 import yaml
 
-from components.monitoring_config import alert_rule_groups
+from components.monitoring_config import alert_rule_groups, render_grafana_dashboard
 from components.settings import PrometheusSettings
 
 MONITORING_OPERATOR = "kubernetes:monitoring.coreos.com/v1"
@@ -288,14 +290,31 @@ def test_no_monitoring_objects_without_prometheus(stack_run):
 # --- Grafana --------------------------------------------------------------------------------
 
 
-def test_grafana_dashboard_config_map(dev_run, stack_run):
-    [dashboard] = [c for c in dev_run.of_type("core/v1:ConfigMap") if c.props["metadata"]["labels"].get("grafana_dashboard")]
-    assert dashboard.props["metadata"]["labels"]["grafana_dashboard"] == "1"
+def dashboards(run) -> list:
+    """ConfigMaps Grafana's sidecar loads (it watches for the grafana_dashboard label)."""
+    return [c for c in run.of_type("core/v1:ConfigMap") if c.props["metadata"]["labels"].get("grafana_dashboard") == "1"]
+
+
+def pgpool_selectors(board: dict) -> set[str]:
+    """The label matchers of every Pgpool-II panel's queries."""
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", []) if "pgpool2_" in t["expr"]]
+    return {m for expr in exprs for m in re.findall(r"pgpool2_\w+\{([^}]*)\}", expr)}
+
+
+@pytest.mark.parametrize("overrides", [{}, {"prometheusOperator": "true"},
+                                       {"namespace": "shop-db", "pgpoolName": "pool"}])
+def test_grafana_dashboard_shows_this_stacks_pgpool(stack_run, overrides):
+    run = stack_run(**overrides)
+    [dashboard] = dashboards(run)
+    namespace, metrics = run.outputs["namespace"], run.find("core/v1:Service", f"{overrides.get('pgpoolName', 'pgpool')}"
+                                                                                "-metrics").props["metadata"]["name"]
+    assert dashboard.props["metadata"]["namespace"] == namespace
     [(file_name, text)] = dashboard.props["data"].items()
     assert file_name.endswith(".json")
-    board = json.loads(text)
-    assert board["panels"] and board["title"]
-    operator_run = stack_run(prometheusOperator="true")
-    assert [c for c in operator_run.of_type("core/v1:ConfigMap") if c.props["metadata"]["labels"].get("grafana_dashboard")]
-    disabled = stack_run(grafanaDashboard="false")
-    assert [c for c in disabled.of_type("core/v1:ConfigMap") if c.props["metadata"]["labels"].get("grafana_dashboard")] == []
+    # Every Pgpool-II panel reads the series Prometheus labels with this stack's metrics Service.
+    assert pgpool_selectors(json.loads(text)) == {f'namespace="{namespace}",service="{metrics}"'}
+    assert text == render_grafana_dashboard(metrics, namespace)
+
+
+def test_no_grafana_dashboard_when_turned_off(stack_run):
+    assert dashboards(stack_run(grafanaDashboard="false")) == []

@@ -84,6 +84,15 @@ BAD_INPUTS = [
      "selectors are only used with prometheusOperator = true"),
     ({"prometheusOperator": "true", "prometheusOperatorLabels": '["release"]'},
      "pgpool-k8s:prometheusOperatorLabels = 'release': each entry is a label selector pair key=value"),
+    ({"pcpOverTcp": "true"}, "pgpool-k8s:pcpOverTcp = True: PCP on TCP lets whoever reaches port 9898 detach backends"),
+    ({"pcpOverTcp": "true", "networkPolicy": "true"}, "name the PCP clients in pcpClientPodLabels"),
+    ({"pcpClientPodLabels": '["app=admin"]'},
+     "pgpool-k8s:pcpClientPodLabels = ['app=admin']: PCP client labels are only used with pcpOverTcp = true"),
+    ({"pgpoolShutdownMode": "immediate"}, "pgpool-k8s:pgpoolShutdownMode = 'immediate': use one of smart, fast"),
+    ({"pgpoolPreStopSeconds": "60"},
+     "pgpool-k8s:pgpoolTerminationGraceSeconds = 60: the grace period includes the preStop wait "
+     "(pgpoolPreStopSeconds 60); use at least 65"),
+    ({"pgpoolPreStopSeconds": "-1"}, "pgpool-k8s:pgpoolPreStopSeconds = '-1': use a number between 0 and 600"),
 ]
 
 
@@ -190,6 +199,21 @@ def test_kubedb_superuser_password_fits_the_exporters_connection_string():
         load_secrets(settings, secrets_for(settings, dbPassword="with space"))
     assert "pgpool-k8s:dbPassword contains a space or a comma" in str(error.value)
     load_secrets(load_settings({"postgresMonitoring": "false"}, "dev"), secrets_for(settings, dbPassword="with space"))
+
+
+@pytest.mark.parametrize("password", ["two words", "tab\there", "star*", "what?", "[abc]", "-dash", "-n"])
+def test_env_mode_refuses_passwords_the_entrypoint_would_mangle(password):
+    # tests/test_pgpool_config.py shows the entrypoint's own lines registering another password for these.
+    settings = load_settings({"pgpoolMode": "env"}, "dev")
+    keys = {"monitorPassword": password, "pcpPassword": password, "userPasswords": {"app": password}}
+    with pytest.raises(SettingsError) as error:
+        load_secrets(settings, secrets_for(settings, **keys))
+    for key in ("monitorPassword", "pcpPassword", "userPasswords.app"):
+        assert f"pgpool-k8s:{key} contains whitespace or one of * ? [, or starts with '-'" in str(error.value)
+    assert password not in str(error.value)
+    # configmap mode renders pool_passwd itself and takes them all.
+    configmap = load_settings({}, "dev")
+    load_secrets(configmap, secrets_for(configmap, **keys))
 
 
 def test_secrets_in_order_superuser_monitor_apps():

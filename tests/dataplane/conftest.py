@@ -16,13 +16,15 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.dataplane.harness import POSTGRES_EXPORTER
+from tests.dataplane.installs import INSTALLS, PgpoolInstall
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool, running_database
 from tests.dataplane.stack_files import DevStack, dev_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED_TOOLS = ("/usr/lib/postgresql/15/bin/postgres", "/usr/lib/postgresql/15/bin/pg_basebackup",
                   "/usr/sbin/pgpool", "/usr/sbin/pcp_node_info", "/usr/sbin/pcp_node_count", "/usr/bin/pgbench",
-                  "/usr/bin/psql", "/usr/bin/prometheus", str(POSTGRES_EXPORTER))
+                  "/usr/bin/psql", "/usr/bin/prometheus", str(POSTGRES_EXPORTER), "/usr/sbin/haproxy",
+                  "/usr/sbin/debootstrap")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,10 +41,17 @@ def stack() -> DevStack:
     return dev_stack()
 
 
+@pytest.fixture(scope="package", params=sorted(INSTALLS), ids=lambda name: f"pgpool-{name}")
+def install(request: pytest.FixtureRequest) -> PgpoolInstall:
+    """Each Pgpool-II series the files are proven on (tests/dataplane/installs.py); every test that
+    runs Pgpool-II runs once per series."""
+    return INSTALLS[request.param]()
+
+
 @pytest.fixture(scope="package")
-def local(stack: DevStack) -> Iterator[LocalDevStack]:
-    """The dev stack's database (primary + hot standby) on this machine, for this package's tests."""
-    with running_database(stack) as local:
+def local(stack: DevStack, install: PgpoolInstall) -> Iterator[LocalDevStack]:
+    """The dev stack's database (primary + hot standby) on this machine, and Pgpool-II pods of `install`."""
+    with running_database(stack, install) as local:
         yield local
 
 

@@ -155,36 +155,41 @@ class Service:
 
     stop_signal = signal.SIGTERM
 
-    def __init__(self, workspace: Workspace, name: str, argv: list[str], env: dict[str, str] | None = None):
+    def __init__(self, workspace: Workspace, name: str, argv: list[str], env: dict[str, str] | None = None,
+                 popen: dict | None = None):
         self.workspace = workspace
         self.name = name
         self.argv = argv
         self.env = env
+        self.popen = popen
+        """subprocess arguments (env, user) that replace the workspace's: a pod's processes (tests/dataplane/pod.py)."""
         self.log = workspace.directory("log") / f"{name}.log"
         self.log_offset = 0
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.log_offset = self.log.stat().st_size if self.log.exists() else 0
+        popen = self.popen if self.popen is not None else {"env": self.workspace.environment(self.env),
+                                                            **self.workspace.identity()}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=self.workspace.environment(self.env), cwd=self.workspace.root,
-                start_new_session=True, **self.workspace.identity(),
+                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workspace.root,
+                start_new_session=True, **popen,
             )
 
     @property
     def running(self) -> bool:
         return self.process is not None and not _exited(self.process.pid)
 
-    def stop(self, sig: signal.Signals | None = None, timeout: float = 20.0) -> None:
-        """Signal the process, wait, then SIGKILL its whole process group (children included).
+    def stop(self, sig: signal.Signals | None = None, timeout: float = 20.0) -> bool:
+        """Signal the process, wait, then SIGKILL its whole process group (children included), as the
+        kubelet ends a container; True if it had exited before the SIGKILL.
 
         The process is reaped only after the group kill: until then its pid, and so the group
         id, cannot be handed to another process.
         """
         if self.process is None:
-            return
+            return True
         process, self.process = self.process, None
         if not _exited(process.pid):
             with contextlib.suppress(ProcessLookupError):
@@ -192,9 +197,11 @@ class Service:
             deadline = time.monotonic() + timeout
             while not _exited(process.pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
+        exited = _exited(process.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        return exited
 
     def log_since_start(self) -> str:
         with open(self.log, "rb") as log:
@@ -363,10 +370,11 @@ class PgpoolServer(Service):
 
     stop_signal = signal.SIGINT  # fast shutdown
 
-    def __init__(self, workspace: Workspace, name: str, argv: list[str], endpoint: Endpoint, pcp_port: int):
+    def __init__(self, workspace: Workspace, name: str, argv: list[str], endpoint: Endpoint, pcp_port: int,
+                 popen: dict | None = None):
         self.endpoint = endpoint
         self.pcp_port = pcp_port
-        super().__init__(workspace, name, argv)
+        super().__init__(workspace, name, argv, popen=popen)
 
     def start(self) -> None:
         super().start()
@@ -424,6 +432,57 @@ class PgBouncer(Service):
     def _listening(self) -> bool:
         with socket.create_connection((LOCALHOST, self.endpoint.port), timeout=1):
             return True
+
+
+class HAProxy(Service):
+    """Debian's HAProxy as a round-robin TCP front standing in for a Service: no retries and no
+    health checks, as kube-proxy has none, so a connection sent to a pod that refuses it fails.
+    Backends are named slots whose address and state change at runtime (stats socket)."""
+
+    def __init__(self, workspace: Workspace, slots: list[str]):
+        self.endpoint = Endpoint(free_ports(1)[0])
+        directory = workspace.directory("haproxy")
+        self.socket = directory / "admin.sock"
+        servers = "".join(f"    server {slot} {LOCALHOST}:1 disabled\n" for slot in slots)
+        config = workspace.write("haproxy/haproxy.cfg", (
+            "global\n"
+            f"    stats socket {self.socket} mode 600 level admin\n"
+            "defaults\n"
+            "    mode tcp\n"
+            "    retries 0\n"
+            "    timeout connect 5s\n"
+            "    timeout client 1h\n"
+            "    timeout server 1h\n"
+            "frontend service\n"
+            f"    bind {LOCALHOST}:{self.endpoint.port}\n"
+            "    default_backend pods\n"
+            "backend pods\n"
+            "    balance roundrobin\n"
+            + servers
+        ))
+        super().__init__(workspace, "haproxy", ["/usr/sbin/haproxy", "-db", "-f", str(config)])
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready("listening", lambda: socket.create_connection((LOCALHOST, self.endpoint.port), timeout=1))
+
+    def admin(self, command: str, success: str = "") -> None:
+        """A runtime API command; RuntimeError unless HAProxy answers `success` (or nothing)."""
+        with socket.socket(socket.AF_UNIX) as admin:
+            admin.connect(str(self.socket))
+            admin.sendall(command.encode() + b"\n")
+            answer = b"".join(iter(lambda: admin.recv(4096), b"")).decode().strip()
+        if answer and not (success and success in answer):
+            raise RuntimeError(f"haproxy: {command}: {answer}")
+
+    def add(self, slot: str, port: int) -> None:
+        """The slot's endpoint is ready: new connections may go to it."""
+        self.admin(f"set server pods/{slot} addr {LOCALHOST} port {port}", success="changed")
+        self.admin(f"set server pods/{slot} state ready")
+
+    def remove(self, slot: str) -> None:
+        """Out of the endpoints: no new connections; established ones go on, as with kube-proxy."""
+        self.admin(f"set server pods/{slot} state maint")
 
 
 class MetricsExporter(Service):

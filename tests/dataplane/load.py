@@ -86,26 +86,30 @@ class WriteLoad:
     A run lasts `chunk` seconds; when its client fails (a backend went away) the lane starts the
     next run at once, so the load keeps going and every failure is counted. pgbench reports the
     transactions it completed, and logs each commit's time, so rows written can be checked
-    against rows present and the outage measured.
+    against rows present and the outage measured. `new_connection_per_transaction` (pgbench -C)
+    makes every transaction a session of its own, as short-lived clients do.
     """
 
     def __init__(self, workspace: Workspace, endpoint: Endpoint, user: str, password: str, dbname: str,
-                 lanes: int = 4, chunk: int = 2):
+                 lanes: int = 4, chunk: int = 2, new_connection_per_transaction: bool = False, name: str = "writeload",
+                 first_run: int = 0):
         self.workspace = workspace
         self.env = endpoint.libpq_env(user, password, dbname)
         self.lanes = lanes
         self.chunk = chunk
-        self.directory = workspace.directory("writeload")
-        self.script = workspace.write("writeload/write.sql", WRITE_SCRIPT)
+        self.options = ["-C"] if new_connection_per_transaction else []
+        self.directory = workspace.directory(name)
+        self.script = workspace.write(f"{name}/write.sql", WRITE_SCRIPT)
         self.runs: list[PgbenchRun] = []
-        self._next_run = 0
+        self._next_run = first_run
+        """Run ids (the `run` column) start after this, so loads sharing the table stay apart."""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         for lane in range(self.lanes):
-            thread = threading.Thread(target=self._lane, args=(lane,), name=f"writeload-{lane}", daemon=True)
+            thread = threading.Thread(target=self._lane, args=(lane,), name=f"{self.directory.name}-{lane}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -130,7 +134,7 @@ class WriteLoad:
         prefix = self.directory / f"run{run}"
         started = time.time()
         result = self.workspace.run(
-            ["pgbench", "-n", "-c", "1", "-T", str(self.chunk), "-f", str(self.script), "-D", f"run={run}",
+            ["pgbench", "-n", "-c", "1", "-T", str(self.chunk), *self.options, "-f", str(self.script), "-D", f"run={run}",
              "-l", f"--log-prefix={prefix}"],
             env=self.env, timeout=self.chunk + 120, check=False,
         )

@@ -1,15 +1,18 @@
-"""The dev stack on this machine: its database, and Pgpool-II instances running the program's files."""
+"""The dev stack on this machine: its database, and Pgpool-II pods running the program's files."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
+import shutil
+import subprocess
 from typing import Callable, Iterator
 
 from components.pgpool_config import PgpoolPaths
 from tests.dataplane.harness import Endpoint, PgpoolServer, PostgresCluster, Workspace, free_ports
-from tests.dataplane.stack_files import DevStack, LocalLayout, dev_stack, local_command, local_files
+from tests.dataplane.installs import PgpoolInstall, debian12
+from tests.dataplane.pod import LocalPod
+from tests.dataplane.stack_files import DevStack, LocalPorts, dev_stack, local_files, local_objects
 
 KEEP_ENV = "DATAPLANE_KEEP"
 """Set to 1 to keep the work directory (data, logs, files) after the run, for debugging."""
@@ -27,38 +30,58 @@ def local_pgpool_paths(workspace: Workspace, *under: str) -> PgpoolPaths:
 
 
 class StackPgpool(PgpoolServer):
-    """Pgpool-II started by the program's command line on the local copy of the program's files."""
+    """Pgpool-II started by the Deployment's command on the local copy of the program's files, in a
+    LocalPod whose init step has run, as the pod's uid."""
 
-    def __init__(self, local: "LocalDevStack", stack: DevStack, name: str, layout: LocalLayout,
-                 files: dict[str, Path]):
+    def __init__(self, local: "LocalDevStack", stack: DevStack, name: str, pod: LocalPod, ports: LocalPorts):
         self.stack = stack
-        self.layout = layout
-        self.files = files
-        self.container_ports = {"port": stack.settings.pgpool.port, "pcp_port": stack.settings.pgpool.pcp_port}
-        argv = local_command(stack.pgpool_command, layout, self.container_ports)
+        self.pod = pod
+        self.files = pod.files()
+        """Where pgpool reads each generated file, by name."""
+        argv, popen = pod.popen("pgpool", stack.pgpool_command, stack.probe_env)
         sslmode = "require" if stack.settings.pgpool.ssl else "disable"
-        super().__init__(local.workspace, name, argv, Endpoint(layout.port, sslmode), layout.pcp_port)
+        super().__init__(local.workspace, name, argv, Endpoint(ports.port, sslmode), ports.pcp_port, popen)
+
+    def probe(self, argv: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+        """A probe (or hook) of the pgpool container, run as the kubelet runs it in the container."""
+        return self.pod.run("pgpool", argv, self.stack.probe_env)
 
     def command(self, argv: tuple[str, ...]) -> list[str]:
-        """A Deployment command (a probe) mapped to this instance's paths and ports."""
-        return local_command(argv, self.layout, self.container_ports)
+        """A command of the pgpool container (a probe) on this pod's paths, ports and image view, for a
+        caller that runs it its own way (this machine's Pgpool-II only; probe() runs it as the pod)."""
+        return self.pod.command("pgpool", argv)
 
     def environment(self, env: dict[str, str]) -> dict[str, str]:
-        """A container's environment with container paths mapped to this instance's."""
-        paths = self.layout.path_map()
-        return {name: paths.get(value, value) for name, value in env.items()}
+        """The pgpool container's environment on this pod's paths, with the image's PATH."""
+        return self.pod.environment("pgpool", env)
+
+    def pcp(self, program: str, *args: str, host: str | None = None,
+            pcppass: str = PgpoolPaths().pcppass) -> subprocess.CompletedProcess[str]:
+        """A PCP client of this install, in the pod, with the generated .pcppass (or another file in the
+        container); on PCP's unix socket unless `host` is given."""
+        socket_dir = PgpoolPaths().socket_dir
+        argv = [self.pod.install.program(program), "-h", host or self.pod.path("pgpool", socket_dir),
+                "-p", str(self.pcp_port), "-U", self.stack.settings.pcp_user, "-w", *args]
+        command, popen = self.pod.install.popen(argv, self.pod.identity)
+        env = {"PCPPASSFILE": self.pod.path("pgpool", pcppass), "PATH": "/usr/bin:/bin"}
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, **popen)
 
 
 class LocalDevStack:
-    """A PostgreSQL primary and hot standby set up from the program's init.sql and user.conf,
-    and any number of Pgpool-II instances in front of them, all in one work directory."""
+    """A PostgreSQL primary and hot standby set up from the program's init.sql and user.conf, and
+    any number of Pgpool-II pods in front of them, all in one work directory."""
 
-    def __init__(self, stack: DevStack | None = None):
+    def __init__(self, stack: DevStack | None = None, install: PgpoolInstall | None = None):
         self.stack = stack or dev_stack()
+        self.install = install or debian12()
         self.workspace = Workspace()
+        self.workspace.root.chmod(0o711)  # the pods' uid reaches its own directories in it
         superuser = self.stack.superuser
         self.cluster = PostgresCluster(self.workspace, superuser, self.stack.passwords[superuser])
         self.pgpools: list[StackPgpool] = []
+        scratch = self.install.scratch
+        self.pods_dir = f"{scratch}/{self.workspace.root.name}" if scratch else str(self.workspace.root)
+        self._pods = 0
 
     def start_database(self, tls: bool = False) -> None:
         """Primary and standby; with `tls` they accept TLS with the stack's certificate."""
@@ -66,27 +89,36 @@ class LocalDevStack:
         method = self.stack.settings.pgpool.password_encryption  # KubeDB's clientAuthMode follows it
         self.cluster.create(self.stack.user_conf, self.stack.init_sql, certificate, method)
 
-    def layout(self, name: str) -> LocalLayout:
+    def pod(self, stack: DevStack | None = None) -> tuple[LocalPod, LocalPorts]:
+        """A new pod's place (nothing created yet) and the ports standing in for its container's."""
+        stack = stack or self.stack
+        self._pods += 1
         port, pcp_port = free_ports(2)
-        return LocalLayout(local_pgpool_paths(self.workspace, name), port, pcp_port,
-                           self.cluster.primary.endpoint.port, self.cluster.standby.endpoint.port)
+        ports = LocalPorts(port, pcp_port, self.cluster.primary.endpoint.port, self.cluster.standby.endpoint.port)
+        pgpool = stack.settings.pgpool
+        pod = LocalPod(stack.pod, self.install, f"{self.pods_dir}/p{self._pods}",
+                       {pgpool.port: port, pgpool.pcp_port: pcp_port})
+        return pod, ports
 
     def pgpool(self, name: str = "pgpool", edit: Callable[[dict[str, str]], None] | None = None,
                stack: DevStack | None = None) -> StackPgpool:
-        """Start Pgpool-II on the local copy of the files the program generated (for `stack`, by
-        default this one's; another must share its secrets, see dev_stack).
+        """Start a Pgpool-II pod on the local copy of the files the program generated (for `stack`, by
+        default this one's; another must share its secrets, see dev_stack): its volumes, its init step,
+        then pgpool by the Deployment's command.
 
         `edit` changes the files after the copy was checked: the tests that break one on purpose,
         and the benchmark's hand-edited variants.
         """
         stack = stack or self.stack
-        layout = self.layout(name)
-        files = local_files(stack, layout)
+        pod, ports = self.pod(stack)
+        files = local_files(stack, pod, ports)
         if edit:
             edit(files)
-        targets = layout.file_paths()
-        written = {file: self.workspace.write(targets[file], text) for file, text in files.items()}
-        server = StackPgpool(self, stack, name, layout, written)
+        pod.create(local_objects(stack, files))
+        init = pod.run("prepare-secrets", stack.init_command)
+        if init.returncode != 0:
+            raise RuntimeError(f"{name}: the init step exited {init.returncode}: {init.stderr}")
+        server = StackPgpool(self, stack, name, pod, ports)
         self.pgpools.append(server)
         server.start()
         return server
@@ -97,15 +129,17 @@ class LocalDevStack:
         with contextlib.ExitStack() as cleanup:  # callbacks run last-in, first-out
             if os.environ.get(KEEP_ENV) != "1":
                 cleanup.callback(self.workspace.remove)
+                if self.install.scratch:
+                    cleanup.callback(shutil.rmtree, self.install.host_path(self.pods_dir), True)
             cleanup.callback(self.cluster.close)
             for server in self.pgpools:
                 cleanup.callback(server.stop)
 
 
 @contextlib.contextmanager
-def running_database(stack: DevStack | None = None) -> Iterator[LocalDevStack]:
+def running_database(stack: DevStack | None = None, install: PgpoolInstall | None = None) -> Iterator[LocalDevStack]:
     """A LocalDevStack whose database is up for the block, and stopped (with its Pgpool-IIs) after."""
-    local = LocalDevStack(stack)
+    local = LocalDevStack(stack, install)
     try:
         local.start_database()
         yield local

@@ -2,11 +2,11 @@
 
 Everything comes from one run of the whole program under Pulumi mocks: pgpool.conf and
 pool_hba.conf (ConfigMap pgpool-config), pool_passwd, .pgpoolkey, pcp.conf and pcppass (Secret
-pgpool-files), the certificate (Secret pgpool-tls), the pgpool command line and probes
-(Deployment pgpool), the exporter's environment, the database's init.sql and user.conf, the
-users' Secrets and the alert rules. The local copy changes only the pgpool.conf parameters
-LOCAL_PGPOOL_KEYS names and the port field of pcppass; `check_local_copy` fails on any other
-difference.
+pgpool-files), the certificate (Secret pgpool-tls), the Deployment's pod template (volumes, the
+init step, the pgpool command line, probes and preStop hook), the exporter's environment, the
+database's init.sql and user.conf, the users' Secrets and the alert rules. The local copy changes
+only the pgpool.conf parameters LOCAL_PGPOOL_KEYS names and the port field of pcppass;
+`check_local_copy` fails on any other difference.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import json
 import re
 from dataclasses import dataclass
 
-from components.pgpool_config import IMAGE_PGPOOL_BINARY, PgpoolPaths, quote_conf_value
+from components.pgpool_config import quote_conf_value
 from components.settings import StackSettings, load_settings
-from tests.program_run import ProgramRun, dev_stack_inputs, run_program
+from tests.dataplane.pod import LocalPod
+from tests.program_run import ProgramRun, dev_stack_inputs, manifest, run_program
 
 AWKWARD = "q'u\"o\\te sp#ce:"
 """Starts every password and the pool key: quote, double quote, backslash, space, '#' and ':'
@@ -58,9 +59,15 @@ class DevStack:
     """The roles and databases KubeDB creates at first start (Secret <cluster>-init)."""
     user_conf: str
     """PostgreSQL settings (Secret <cluster>-config)."""
+    objects: dict[str, dict[str, str]]
+    """Data of every ConfigMap and Secret, by the object's name (what the pod's volumes name)."""
+    pod: dict
+    """The Deployment's pod template spec, as the API server gets it."""
     pgpool_command: tuple[str, ...]
     readiness_command: tuple[str, ...]
     liveness_command: tuple[str, ...]
+    init_command: tuple[str, ...]
+    pre_stop_command: tuple[str, ...]
     probe_env: dict[str, str]
     """The pgpool container's environment (the probes' PGPASSWORD, PGSSLMODE, PCPPASSFILE), Secret references resolved."""
     exporter_env: dict[str, str]
@@ -117,15 +124,17 @@ def read_dev_stack(run: ProgramRun, settings: StackSettings) -> DevStack:
     name = settings.pgpool.name
     secret = {r.name: r.props.get("stringData", {}) for r in run.of_type("core/v1:Secret")}
     config_map = {r.name: r.props.get("data", {}) for r in run.of_type("core/v1:ConfigMap")}
-    deployment = run.find("apps/v1:Deployment", name).props["spec"]["template"]["spec"]
-    containers = {c["name"]: c for c in deployment["containers"]}
+    objects = {r.props["metadata"]["name"]: r.props.get("stringData", r.props.get("data", {}))
+               for r in run.of_type("core/v1:Secret") + run.of_type("core/v1:ConfigMap")}
+    pod = manifest(run.find("apps/v1:Deployment", name).props["spec"]["template"]["spec"])
+    containers = {c["name"]: c for c in pod["containers"] + pod["initContainers"]}
     pgpool, exporter = containers["pgpool"], containers["exporter"]
 
     def env_of(container: dict) -> dict[str, str]:
         values = {}
         for var in container.get("env", []):
             ref = var.get("valueFrom", {}).get("secretKeyRef")
-            values[var["name"]] = secret[ref["name"]][ref["key"]] if ref else var["value"]
+            values[var["name"]] = objects[ref["name"]][ref["key"]] if ref else var["value"]
         return values
 
     passwords = {}
@@ -142,9 +151,13 @@ def read_dev_stack(run: ProgramRun, settings: StackSettings) -> DevStack:
         passwords=passwords,
         init_sql=secret[f"{cluster}-init"]["init.sql"],
         user_conf=secret[f"{cluster}-config"]["user.conf"],
+        objects=objects,
+        pod=pod,
         pgpool_command=tuple(pgpool["command"]),
         readiness_command=tuple(pgpool["readinessProbe"]["exec"]["command"]),
         liveness_command=tuple(pgpool["livenessProbe"]["exec"]["command"]),
+        init_command=tuple(containers["prepare-secrets"]["command"]),
+        pre_stop_command=tuple(pgpool.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", ())),
         probe_env=env_of(pgpool),
         exporter_env=env_of(exporter),
         alert_rules=config_map["prometheus-rules"]["pgpool.yml"],
@@ -155,48 +168,36 @@ def read_dev_stack(run: ProgramRun, settings: StackSettings) -> DevStack:
 
 
 @dataclass(frozen=True)
-class LocalLayout:
-    """Where the local run puts Pgpool-II's files, and the ports and backends it uses."""
+class LocalPorts:
+    """The free ports standing in for the container's, and the local database's."""
 
-    paths: PgpoolPaths
     port: int
     pcp_port: int
     primary_port: int
     standby_port: int
     host: str = "127.0.0.1"
 
-    def pgpool_values(self, tls: bool) -> dict[str, str]:
-        """The new value of each LOCAL_PGPOOL_KEYS parameter, written as pgpool.conf wants it
-        (without ssl_key and ssl_cert when `tls` is off: the program then writes neither)."""
-        p = self.paths
-        text = {
-            "listen_addresses": self.host, "pcp_listen_addresses": self.host,
-            "unix_socket_directories": p.socket_dir, "socket_dir": p.socket_dir, "pcp_socket_dir": p.socket_dir,
-            "wd_ipc_socket_dir": p.socket_dir, "pid_file_name": p.pid_file, "logdir": p.logdir,
-            "backend_hostname0": self.host, "backend_hostname1": self.host,
-            "pool_passwd": p.pool_passwd, "ssl_key": p.tls_key, "ssl_cert": p.tls_cert,
-        }
-        values = {key: quote_conf_value(key, value) for key, value in text.items()}
-        values.update(port=str(self.port), pcp_port=str(self.pcp_port),
-                      backend_port0=str(self.primary_port), backend_port1=str(self.standby_port))
-        if not tls:
-            del values["ssl_key"], values["ssl_cert"]
-        return values
 
-    def file_paths(self) -> dict[str, str]:
-        """Local path of each generated file, by its name in the ConfigMap or Secret."""
-        p = self.paths
-        return {"pgpool.conf": p.pgpool_conf, "pool_hba.conf": p.pool_hba, "pool_passwd": p.pool_passwd,
-                ".pgpoolkey": p.pool_key, "pcp.conf": p.pcp_conf, "pcppass": p.pcppass,
-                "tls.crt": p.tls_cert, "tls.key": p.tls_key}
-
-    def path_map(self) -> dict[str, str]:
-        """Container path -> local path, for the command line and probes."""
-        container, local = PgpoolPaths(), self.paths
-        names = ("pgpool_conf", "pool_hba", "pool_passwd", "pool_key", "pcp_conf", "pcppass", "tls_cert",
-                 "tls_key", "socket_dir")
-        return {IMAGE_PGPOOL_BINARY: "/usr/sbin/pgpool",
-                **{getattr(container, n): getattr(local, n) for n in names}}
+def pgpool_values(generated: str, pod: LocalPod, ports: LocalPorts) -> dict[str, str]:
+    """The new value of each LOCAL_PGPOOL_KEYS parameter the generated pgpool.conf sets, written as
+    pgpool.conf wants it: listen addresses on 127.0.0.1 only (an empty one stays empty), ports and
+    backends the local ones, every path the pgpool container's volume mounted there."""
+    values = {}
+    for line in generated.splitlines():
+        match = CONF_LINE.match(line)
+        if not match or match["name"] not in LOCAL_PGPOOL_KEYS:
+            continue
+        name, value = match["name"], match["value"].strip("'")
+        if name in ("listen_addresses", "pcp_listen_addresses", "backend_hostname0", "backend_hostname1"):
+            text = ports.host if value else ""
+        elif name in ("port", "pcp_port", "backend_port0", "backend_port1"):
+            values[name] = str({"port": ports.port, "pcp_port": ports.pcp_port, "backend_port0": ports.primary_port,
+                                "backend_port1": ports.standby_port}[name])
+            continue
+        else:
+            text = pod.path("pgpool", value)
+        values[name] = quote_conf_value(name, text)
+    return values
 
 
 def rewrite_pgpool_conf(generated: str, values: dict[str, str]) -> str:
@@ -226,11 +227,11 @@ def rewrite_pcppass(generated: str, pcp_port: int) -> str:
     return "".join(lines)
 
 
-def local_files(stack: DevStack, layout: LocalLayout) -> dict[str, str]:
+def local_files(stack: DevStack, pod: LocalPod, ports: LocalPorts) -> dict[str, str]:
     """Every generated file as the local run writes it, by the file's name."""
     files = {**stack.config_files, **stack.secret_files}
-    files["pgpool.conf"] = rewrite_pgpool_conf(files["pgpool.conf"], layout.pgpool_values(stack.settings.pgpool.ssl))
-    files["pcppass"] = rewrite_pcppass(files["pcppass"], layout.pcp_port)
+    files["pgpool.conf"] = rewrite_pgpool_conf(files["pgpool.conf"], pgpool_values(files["pgpool.conf"], pod, ports))
+    files["pcppass"] = rewrite_pcppass(files["pcppass"], ports.pcp_port)
     check_local_copy(stack, files)
     return files
 
@@ -285,20 +286,6 @@ def _redacted(name: str, line: str) -> str:
     return line.rstrip("\n") if name in ("pgpool.conf", "pool_hba.conf") else "<secret line>"
 
 
-def local_command(argv: tuple[str, ...], layout: LocalLayout, container_ports: dict[str, int]) -> list[str]:
-    """A command of the Deployment with container paths and ports mapped to the local run's.
-
-    Every absolute path must be one the layout maps, so a path the program changes cannot slip by.
-    """
-    paths = layout.path_map()
-    ports = {str(container_ports["port"]): str(layout.port), str(container_ports["pcp_port"]): str(layout.pcp_port)}
-    mapped = []
-    for index, arg in enumerate(argv):
-        if arg.startswith("/"):
-            if arg not in paths:
-                raise AssertionError(f"{argv[0]}: path {arg} has no local counterpart in LocalLayout.path_map()")
-            arg = paths[arg]
-        elif index > 0 and argv[index - 1] == "-p":
-            arg = ports[arg]
-        mapped.append(arg)
-    return mapped
+def local_objects(stack: DevStack, files: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The ConfigMaps and Secrets the pod reads, holding the local copy of each generated file."""
+    return {name: {key: files.get(key, text) for key, text in data.items()} for name, data in stack.objects.items()}

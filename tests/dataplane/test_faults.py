@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.dataplane.harness import LOCALHOST
+from tests.dataplane.installs import PgpoolInstall
 from tests.dataplane.load import CREATE_WRITES_TABLE, WRITES_TABLE, FaultWindow, WriteLoad, fault_window
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool, running_database
 from tests.dataplane.stack_files import DevStack
@@ -28,26 +28,24 @@ LANES = 4
 
 
 @pytest.fixture(scope="module")
-def fault_stack(stack: DevStack) -> Iterator[LocalDevStack]:
+def fault_stack(stack: DevStack, install: PgpoolInstall) -> Iterator[LocalDevStack]:
     """An own database and Pgpool-II: restarts here must not leave stale pooled connections to others."""
-    with running_database(stack) as local:
+    with running_database(stack, install) as local:
         yield local
 
 
-def node_status(local: LocalDevStack, pgpool: StackPgpool, node: int) -> str:
+def node_status(pgpool: StackPgpool, node: int) -> str:
     """The node's status as Pgpool-II sees it, through PCP (which needs no backend)."""
-    result = local.workspace.run(
-        ["pcp_node_info", "-h", LOCALHOST, "-p", str(pgpool.pcp_port), "-U", local.stack.settings.pcp_user, "-w",
-         "-v", "-n", str(node)], env={"PCPPASSFILE": str(pgpool.files["pcppass"])}, check=False)
+    result = pgpool.pcp("pcp_node_info", "-v", "-n", str(node))
     for line in result.stdout.splitlines():
         if line.startswith("Status Name"):
             return line.split(":", 1)[1].strip()
     return f"pcp_node_info failed: {result.stderr.strip()}"
 
 
-def report(windows: list[FaultWindow], acknowledged: int, present: int, in_doubt: int, lost: int,
+def report(pgpool_version: str, windows: list[FaultWindow], acknowledged: int, present: int, in_doubt: int, lost: int,
            statuses: dict[str, str]) -> str:
-    lines = ["", f"fault test: {LANES} pgbench lanes of INSERT + load-balanced SELECT through Pgpool-II",
+    lines = ["", f"fault test ({pgpool_version}): {LANES} pgbench lanes of INSERT + load-balanced SELECT through Pgpool-II",
              f"{'fault':<40} {'down':>6} {'failed tx':>9} {'refused':>8} {'longest gap':>11} {'recovery':>9}"
              "  node status while down"]
     for w in windows:
@@ -84,7 +82,7 @@ def test_pgpool_keeps_serving_through_backend_restarts_without_losing_writes(
         for name, server, how, node in faults:
             began = time.time()
             server.stop(how)
-            statuses[name] = node_status(local, pgpool, node)
+            statuses[name] = node_status(pgpool, node)
             server.start()
             timeline.append((name, began, time.time()))
             time.sleep(OBSERVE_S)
@@ -98,7 +96,7 @@ def test_pgpool_keeps_serving_through_backend_restarts_without_losing_writes(
     lost = sum(max(0, r.acknowledged - present.get(r.run, 0)) for r in runs)
     in_doubt = sum(max(0, present.get(r.run, 0) - r.acknowledged) for r in runs)
     with capsys.disabled():
-        print(report(windows, acknowledged, sum(present.values()), in_doubt, lost, statuses))
+        print(report(str(local.install), windows, acknowledged, sum(present.values()), in_doubt, lost, statuses))
 
     assert pgpool.running and pgpool.pid == pgpool_pid, "Pgpool-II restarted or died"
     # DISALLOW_TO_FAILOVER: the stopped node is never detached, so it serves again once back

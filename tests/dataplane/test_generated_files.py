@@ -27,6 +27,7 @@ from tests.dataplane.stack_files import (
 )
 
 UNCHANGED_FILES = ("pool_hba.conf", "pool_passwd", ".pgpoolkey", "pcp.conf", "tls.crt", "tls.key")
+CONFIG_MAP_FILES = ("pgpool.conf", "pool_hba.conf")
 
 
 def test_local_pgpool_conf_differs_only_in_the_named_keys(stack: DevStack, pgpool: StackPgpool) -> None:
@@ -37,20 +38,31 @@ def test_local_pgpool_conf_differs_only_in_the_named_keys(stack: DevStack, pgpoo
     check_local_copy(stack, {name: path.read_text() for name, path in pgpool.files.items()})
 
 
-def test_other_files_are_the_programs_bytes_at_mode_0600(stack: DevStack, pgpool: StackPgpool) -> None:
+def test_other_files_are_the_programs_bytes(stack: DevStack, pgpool: StackPgpool) -> None:
     generated = {**stack.config_files, **stack.secret_files}
     for name in UNCHANGED_FILES:
-        path = pgpool.files[name]
-        assert path.read_bytes() == generated[name].encode(), name
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+        assert pgpool.files[name].read_bytes() == generated[name].encode(), name
+
+
+def test_pgpool_reads_its_secrets_as_0600_copies_it_owns(stack: DevStack, pgpool: StackPgpool) -> None:
+    """The init step's copies (the Secret volume's files are root's, group-readable for the fsGroup,
+    which pgpool refuses for its keys); the ConfigMap's files stay read-only."""
+    for name, path in pgpool.files.items():
+        info = path.stat()
+        if name in CONFIG_MAP_FILES:
+            assert stat.S_IMODE(info.st_mode) == 0o444, name
+        else:
+            assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, pgpool.pod.identity.uid), name
 
 
 def test_pgpool_runs_the_deployments_command_on_these_files(stack: DevStack, pgpool: StackPgpool) -> None:
-    assert [arg for arg in pgpool.argv if arg.startswith("-")] == [arg for arg in stack.pgpool_command
-                                                                   if arg.startswith("-")]
-    options = dict(zip(pgpool.argv, pgpool.argv[1:]))
-    read = {flag: options[flag] for flag in ("-f", "-F", "-a", "-k")}
-    assert read == {flag: str(pgpool.files[name]) for flag, name in
+    command = pgpool.pod.command("pgpool", stack.pgpool_command)
+    assert pgpool.argv[-len(command):] == command  # after chroot's own arguments, for an install in a root
+    assert [arg for arg in command if arg.startswith("-")] == [arg for arg in stack.pgpool_command
+                                                               if arg.startswith("-")]
+    options = dict(zip(command, command[1:]))
+    read = {flag: pgpool.pod.host(options[flag]) for flag in ("-f", "-F", "-a", "-k")}
+    assert read == {flag: pgpool.files[name] for flag, name in
                     (("-f", "pgpool.conf"), ("-F", "pcp.conf"), ("-a", "pool_hba.conf"), ("-k", ".pgpoolkey"))}
     assert pgpool.running
 
@@ -64,7 +76,7 @@ def test_pgpool_runs_the_deployments_command_on_these_files(stack: DevStack, pgp
 ])
 def test_the_local_copy_check_catches_any_other_change(name: str, old: str, new: str, stack: DevStack,
                                                        local: LocalDevStack) -> None:
-    files = local_files(stack, local.layout("check-only"))
+    files = local_files(stack, *local.pod())
     assert old in files[name]
     files[name] = files[name].replace(old, new, 1)
     with pytest.raises(AssertionError, match=name):
@@ -100,7 +112,7 @@ def hba_without_this_network(stack: DevStack) -> Callable[[dict[str, str]], None
 
 def missing_certificate(stack: DevStack) -> Callable[[dict[str, str]], None]:
     """ssl_cert names a file that is not there (a wrong TLS mount path)."""
-    return lambda files: _replace_line(files, "pgpool.conf", "/secrets/tls.crt'", "/secrets/tls/tls.crt'")
+    return lambda files: _replace_line(files, "pgpool.conf", "/tls.crt'", "/tls/tls.crt'")
 
 
 ALL = ("superuser", "monitor", "app")
@@ -130,8 +142,7 @@ def test_a_broken_entry_fails_the_login(damage: str, stack: DevStack, local: Loc
                 with broken.endpoint.connect(user, password) as conn:
                     assert conn.execute("SELECT 1").fetchone() == (1,)
         # The readiness probe: a pod with any of these faults must not become Ready.
-        probe = local.workspace.run(broken.command(stack.readiness_command),
-                                    env=broken.environment(stack.probe_env), check=False)
+        probe = broken.probe(stack.readiness_command)
         assert (probe.returncode == 0) is probe_passes, probe.stderr
     finally:
         broken.stop()

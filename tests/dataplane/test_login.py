@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from tests.dataplane.harness import Endpoint
+from tests.dataplane.installs import PgpoolInstall
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool, running_database
 from tests.dataplane.stack_files import ROLES, DevStack, dev_stack
 
@@ -41,15 +42,20 @@ def test_login_without_tls_is_refused(stack: DevStack, pgpool: StackPgpool) -> N
         plain.connect(user, stack.passwords[user]).close()
 
 
-def test_readiness_and_liveness_probes_pass(stack: DevStack, pgpool: StackPgpool, local: LocalDevStack) -> None:
-    """The Deployment's probes: psql as the monitor user over TCP with TLS and its password,
-    pcp_node_count with the generated pcppass."""
-    workspace = local.workspace
-    env = pgpool.environment(stack.probe_env)
-    ready = workspace.run(pgpool.command(stack.readiness_command), env=env, check=False)
+def test_readiness_and_liveness_probes_pass(stack: DevStack, pgpool: StackPgpool) -> None:
+    """The Deployment's probes as the kubelet runs them in the container (the pod's uid, the image's
+    PATH and paths): psql as the monitor user over TCP with TLS and its password, pcp_node_count on
+    PCP's unix socket with the generated pcppass."""
+    ready = pgpool.probe(stack.readiness_command)
     assert (ready.returncode, ready.stdout.strip()) == (0, "1"), ready.stderr
-    alive = workspace.run(pgpool.command(stack.liveness_command), env=env, check=False)
+    alive = pgpool.probe(stack.liveness_command)
     assert (alive.returncode, alive.stdout.strip()) == (0, "2"), alive.stderr
+
+
+def test_a_probe_that_relies_on_path_fails_as_in_the_image(stack: DevStack, pgpool: StackPgpool) -> None:
+    # The image keeps Pgpool-II's programs off PATH: a bare name is not found, the probe fails.
+    bare = pgpool.probe(("pcp_node_count", *stack.liveness_command[1:]))
+    assert bare.returncode == 127 and "No such file or directory" in bare.stderr
 
 
 def test_with_ssl_off_users_log_in_with_scram_without_tls(stack: DevStack, pgpool_for) -> None:
@@ -61,10 +67,10 @@ def test_with_ssl_off_users_log_in_with_scram_without_tls(stack: DevStack, pgpoo
             assert conn.execute("SELECT current_user").fetchone() == (user,)
 
 
-def test_with_md5_password_encryption_users_log_in() -> None:
+def test_with_md5_password_encryption_users_log_in(install: PgpoolInstall) -> None:
     """md5 end to end: the database the program configures for md5 (user.conf, clientAuthMode)
     and Pgpool-II's md5 pool_passwd entries."""
-    with running_database(dev_stack(passwordEncryption="md5")) as md5:
+    with running_database(dev_stack(passwordEncryption="md5"), install) as md5:
         pgpool = md5.pgpool()
         pool_passwd = pgpool.files["pool_passwd"].read_text().splitlines()
         assert pool_passwd and all(line.split(":", 1)[1].startswith("md5") for line in pool_passwd)
