@@ -11,11 +11,15 @@ from components.stack_config import read_stack
 settings, secrets = read_stack()
 
 target = settings.target
+# Secrets change in place under their fixed names (KubeDB and other stacks read them by name); the pods
+# reading them roll by checksum. ConfigMaps stay immutable: a change is a new, auto-named one.
 if target.renders:
     # No cluster configured: write every manifest to a directory to inspect or apply later.
-    provider = k8s.Provider("k8s", render_yaml_to_directory=os.path.join(target.render_dir, settings.stack))
+    provider = k8s.Provider("k8s", render_yaml_to_directory=os.path.join(target.render_dir, settings.stack),
+                            enable_secret_mutable=True)
 else:
-    provider = k8s.Provider("k8s", kubeconfig=target.kubeconfig or None, context=target.context or None)
+    provider = k8s.Provider("k8s", kubeconfig=target.kubeconfig or None, context=target.context or None,
+                            enable_secret_mutable=True)
 
 system = PgpoolStack("pgpool-k8s", settings, secrets, pulumi.ResourceOptions(providers=[provider]))
 

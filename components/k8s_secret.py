@@ -7,15 +7,15 @@ import pulumi_kubernetes as k8s
 
 
 def kubernetes_secret(name: str, namespace: str, labels: dict, data: dict[str, str], opts: pulumi.ResourceOptions,
-                      type_: str = "Opaque", auto_named: bool = False) -> k8s.core.v1.Secret:
+                      type_: str = "Opaque") -> k8s.core.v1.Secret:
     """A Secret whose values are Pulumi secrets, so state and previews never show them.
 
-    `auto_named`: Pulumi names it `<name>-<suffix>`, so a change creates the new Secret before the old
-    one is deleted (a fixed name is deleted first, and with it whatever the engine must replace)."""
+    Its name is fixed and a change updates it in place (the provider's enableSecretMutable, set in
+    __main__.py): what reads it by name (KubeDB, the applications of other stacks) never loses it, and
+    the pods that read it roll by the checksum of their files, not by a new name."""
     return k8s.core.v1.Secret(
         name,
-        metadata={"namespace": namespace, "labels": labels} if auto_named else
-                 {"name": name, "namespace": namespace, "labels": labels},
+        metadata={"name": name, "namespace": namespace, "labels": labels},
         type=type_,
         string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),

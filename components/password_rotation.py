@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 from components import password_rotation_config as rotation
 from components.backends import Backends
 from components.k8s_secret import kubernetes_secret
+from components.pgpool_config import config_checksum
 from components.settings import DatabaseSettings, PgpoolSecrets
 from components.workload import container_security_context, metadata_labels, pod_security_context, resources
 
@@ -54,7 +55,7 @@ class PasswordRotation(pulumi.ComponentResource):
             sec.users[1:], sec.monitor.name, args.password_encryption, ns, superuser)}
         if owns_superuser and sec.previous_superuser_password:
             files[rotation.PREVIOUS_PASSWORD] = sec.previous_superuser_password
-        roles = kubernetes_secret(name, ns, labels, files, child, auto_named=True)
+        roles = kubernetes_secret(name, ns, labels, files, child)
 
         backends = args.backends
         container = {
@@ -84,7 +85,9 @@ class PasswordRotation(pulumi.ComponentResource):
                 "backoff_limit": 4,
                 "active_deadline_seconds": DEADLINE_SECONDS,
                 "template": {
-                    "metadata": {"labels": labels},
+                    # The roles Secret changes in place; its checksum makes every change a new Job.
+                    "metadata": {"labels": labels,
+                                 "annotations": {"checksum/roles": config_checksum(*[f"{key}\n{value}" for key, value in sorted(files.items())])}},
                     "spec": {
                         "restart_policy": "Never",
                         "automount_service_account_token": False,

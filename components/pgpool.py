@@ -44,7 +44,7 @@ class Pgpool(pulumi.ComponentResource):
     metrics_service_name: pulumi.Output[str]
     """Exporter Service, annotated for Prometheus discovery."""
     user_secret_names: dict[str, pulumi.Output[str]]
-    """Kubernetes Secret (keys username, password) per application user; auto-named."""
+    """Kubernetes Secret (keys username, password) per application user; its name never changes."""
     config_checksum: str
     """Hash of every rendered file and credential; a change rolls the pods."""
 
@@ -57,7 +57,7 @@ class Pgpool(pulumi.ComponentResource):
         files = pgpool_files(args)
 
         def secret(suffix: str, data: dict[str, str], type_: str = "Opaque") -> k8s.core.v1.Secret:
-            return kubernetes_secret(f"{s.name}-{suffix}", ns, labels, data, child, type_, auto_named=True)
+            return kubernetes_secret(f"{s.name}-{suffix}", ns, labels, data, child, type_)
 
         users = {args.secrets.users[0].name: CredentialRef(args.backends.credentials_secret,
                                                           args.backends.username_key, args.backends.password_key)}

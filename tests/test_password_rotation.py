@@ -130,18 +130,30 @@ def test_job_pod_is_restricted_and_holds_no_password(dev_run):
         assert set(volume) == {"name", "secret"}
 
 
-def test_roles_secret_is_auto_named_and_its_values_are_pulumi_secrets(dev_run):
+def test_roles_secret_values_are_pulumi_secrets(dev_run):
     secret = roles_secret(dev_run)
-    assert secret.auto_named
     assert list(plain_strings(secret.inputs["stringData"])) == []
     sql = secret.props["stringData"]["roles.sql"]
     assert dev_run.secrets["monitorPassword"] not in sql and dev_run.secrets["dbPassword"] not in sql
     assert 'ALTER ROLE "postgres" PASSWORD' in sql  # KubeDB: the stack owns the superuser
     assert "previous-password" not in secret.props["stringData"]
     assert dev_run.of_type("ops.kubedb.com/v1alpha1:PostgresOpsRequest") == []
-    # Referenced through its output name: a new Secret means a new Job.
+    # Referenced through its output, so the Job waits for it.
     job_registration = dev_run.registration(job(dev_run))
     assert dev_run.registration(secret).urn in job_registration.property_dependencies["spec"]
+
+
+def test_a_changed_password_makes_a_new_job_and_an_unchanged_one_does_not(dev_run, stack_run):
+    """The roles Secret changes in place under its name; the checksum of its data in the Job's pod
+    template is what makes a changed password a new Job (a Job's template cannot change)."""
+    def annotation(run) -> str:
+        return job(run).props["spec"]["template"]["metadata"]["annotations"]["checksum/roles"]
+
+    users = json.loads(dev_run.secrets["userPasswords"])
+    rotated = stack_run(secrets={**dev_run.secrets, "userPasswords": json.dumps({**users, "app": "rotated-Pa55word"})})
+    assert job(rotated).auto_named and roles_secret(rotated).props["metadata"]["name"] == "pgpool-passwords"
+    assert annotation(rotated) != annotation(dev_run)
+    assert annotation(stack_run(secrets=dict(dev_run.secrets))) == annotation(dev_run)
 
 
 def test_job_runs_after_the_database_and_before_pgpool(dev_run):

@@ -136,24 +136,25 @@ def test_secret_files_reach_pgpool_with_mode_0600(dev_run):
 
 
 @pytest.mark.parametrize("mode", ["configmap", "env"])
-def test_every_object_the_pods_read_is_auto_named_and_referenced_by_its_output(stack_run, mode):
+def test_config_maps_are_auto_named_secrets_keep_their_names_and_the_pods_read_both_by_output(stack_run, mode):
     run = stack_run(pgpoolMode=mode, users='["app", "reporting"]')
-    read = [("core/v1:ConfigMap", "pgpool-config"), ("core/v1:Secret", "pgpool-files"),
-            ("core/v1:Secret", "pgpool-tls"), ("core/v1:Secret", "pgpool-user-monitor")]
+    secrets = ["pgpool-files", "pgpool-tls", "pgpool-user-monitor"]
     if mode == "env":  # the entrypoint reads every user's password (in configmap mode pool_passwd has them)
-        read += [("core/v1:Secret", "pgpool-pcp"), ("core/v1:Secret", "pgpool-user-app"),
-                 ("core/v1:Secret", "pgpool-user-reporting")]
-    for user in ("app", "reporting"):  # the applications' own: auto-named too, their names are stack outputs
-        assert run.find("core/v1:Secret", f"pgpool-user-{user}").auto_named
+        secrets += ["pgpool-pcp", "pgpool-user-app", "pgpool-user-reporting"]
     referenced = {v.get("configMap", {}).get("name") or v.get("secret", {}).get("secretName")
                   for v in pod_spec(run)["volumes"]}
     referenced |= {e["valueFrom"]["secretKeyRef"]["name"] for c in pod_spec(run)["containers"]
                    for e in c.get("env", []) if "valueFrom" in e}
-    for type_suffix, resource_name in read:
-        # No fixed name: a change creates the new object before the old one goes, and rolls the pods.
-        assert run.find(type_suffix, resource_name).auto_named, resource_name
-        name = object_name(run, type_suffix, resource_name)
-        assert name.startswith(resource_name + "-") and name in referenced, resource_name
+    # A ConfigMap cannot change: a new config is a new, auto-named ConfigMap, created before the old goes.
+    assert run.find("core/v1:ConfigMap", "pgpool-config").auto_named
+    config_map = object_name(run, "core/v1:ConfigMap", "pgpool-config")
+    assert config_map.startswith("pgpool-config-") and config_map in referenced
+    # Secrets change in place under their names (the applications' ones are stack outputs).
+    for user in ("app", "reporting"):
+        assert object_name(run, "core/v1:Secret", f"pgpool-user-{user}") == f"pgpool-user-{user}"
+    for name in secrets:
+        assert object_name(run, "core/v1:Secret", name) == name and name in referenced, name
+    for type_suffix, resource_name in [("core/v1:ConfigMap", "pgpool-config")] + [("core/v1:Secret", n) for n in secrets]:
         assert depends_on(run, ("apps/v1:Deployment", "pgpool"), (type_suffix, resource_name)), resource_name
     # What clients and the PodDisruptionBudget find by name keeps its name.
     for type_suffix in ("apps/v1:Deployment", "core/v1:Service", "policy/v1:PodDisruptionBudget"):

@@ -36,8 +36,8 @@ def test_credentials_secrets_exist_and_hold_the_users(stack_run):
     assert run.outputs["credentialsSecret"] == run.outputs["appCredentialsSecrets"]["app"]
     passwords = json.loads(run.secrets["userPasswords"])
     for user, name in run.outputs["appCredentialsSecrets"].items():
-        # Auto-named: the engine adds a suffix, and a new password makes a new Secret.
-        assert name.startswith(f"pgpool-user-{user}-")
+        # A fixed name, which a changed password keeps: other stacks' pods read it by name.
+        assert name == f"pgpool-user-{user}"
         secret = run.named("core/v1:Secret", name).props
         assert secret["metadata"]["namespace"] == run.outputs["namespace"]
         assert secret["stringData"] == {"username": user, "password": passwords[user]}
