@@ -118,6 +118,26 @@ def test_pgpool_setting_change_rolls_the_deployment_in_place(project: EngineProj
         assert order.index(("create-replacement", name)) < deployment_update < order.index(("delete-replaced", name))
 
 
+def test_password_change_updates_secrets_in_place_and_runs_the_job_before_the_roll(project: EngineProject,
+                                                                                 first_up: EngineRun):
+    project.pulumi("config", "set", "--secret", "--path", "--stack", STACK, "pgpool-k8s:userPasswords.app",
+                   "a-new-Passw0rd")
+    up = project.engine("up", STACK)
+    assert up.returncode == 0, up.output
+    steps = up.steps()
+    secrets = {(op, name) for op, kind, name in steps if kind == "kubernetes:core/v1:Secret"}
+    assert ("update", "pgpool-user-app") in secrets and ("update", "pgpool-passwords") in secrets, secrets
+    assert not [s for s in secrets if s[0] not in ("same", "update")], secrets
+    assert not [s for s in steps if s[1].endswith(("Deployment", "Service", "Postgres")) and s[0] not in
+                ("same", "update")], steps
+    order = [(op, name) for op, kind, name in steps]
+    # The new Job (auto-named) runs to completion before the pods that carry the new password roll.
+    assert order.index(("create-replacement", "pgpool-passwords")) < order.index(("update", "pgpool"))
+    assert order.index(("update", "pgpool")) < order.index(("delete-replaced", "pgpool-passwords"))
+    [user] = [o for o in project.rendered(STACK) if o["kind"] == "Secret" and o["metadata"]["name"] == "pgpool-user-app"]
+    assert base64.b64decode(user["data"]["password"]).decode() == "a-new-Passw0rd"
+
+
 def test_consumer_example_reads_the_stack_through_a_stack_reference(project: EngineProject, first_up: EngineRun):
     consumer = project.dir / "examples" / "consumer"
     run = project.engine("up", STACK, project=consumer)
