@@ -1,12 +1,13 @@
 #!/bin/sh
 # Install the Debian packages the data-plane tests and the benchmark run for real:
-# PostgreSQL 15 (server, pgbench, pg_basebackup), Pgpool-II, PgBouncer, Prometheus and
-# postgres_exporter (bookworm: 0.11.1, binary /usr/bin/prometheus-postgres-exporter).
+# PostgreSQL 15 (server, pgbench, pg_basebackup), Pgpool-II, PgBouncer, Prometheus,
+# postgres_exporter (bookworm: 0.11.1, binary /usr/bin/prometheus-postgres-exporter) and HAProxy
+# (the benchmark's stand-in for the read-only Service in front of the standbys).
 # Idempotent: does nothing when all are installed; runs `apt-get update` only when an
 # install fails for want of package lists.
 set -eu
 
-PACKAGES="postgresql-15 postgresql-client-15 pgpool2 pgbouncer prometheus prometheus-postgres-exporter"
+PACKAGES="postgresql-15 postgresql-client-15 pgpool2 pgbouncer prometheus prometheus-postgres-exporter haproxy"
 
 missing=""
 for package in $PACKAGES; do
