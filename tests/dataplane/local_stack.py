@@ -66,21 +66,22 @@ class LocalDevStack:
         method = self.stack.settings.pgpool.password_encryption  # KubeDB's clientAuthMode follows it
         self.cluster.create(self.stack.user_conf, self.stack.init_sql, certificate, method)
 
-    def layout(self, name: str) -> LocalLayout:
+    def layout(self, name: str, replica_port: int | None = None) -> LocalLayout:
         port, pcp_port = free_ports(2)
         return LocalLayout(local_pgpool_paths(self.workspace, name), port, pcp_port,
-                           self.cluster.primary.endpoint.port, self.cluster.standby.endpoint.port)
+                           self.cluster.primary.endpoint.port, replica_port or self.cluster.standby.endpoint.port)
 
     def pgpool(self, name: str = "pgpool", edit: Callable[[dict[str, str]], None] | None = None,
-               stack: DevStack | None = None) -> StackPgpool:
+               stack: DevStack | None = None, replica_port: int | None = None) -> StackPgpool:
         """Start Pgpool-II on the local copy of the files the program generated (for `stack`, by
         default this one's; another must share its secrets, see dev_stack).
 
         `edit` changes the files after the copy was checked: the tests that break one on purpose,
-        and the benchmark's hand-edited variants.
+        and the benchmark's hand-edited variants. `replica_port` puts node 1 (the read-only
+        Service) on another port than the standby's: the benchmark's front to several standbys.
         """
         stack = stack or self.stack
-        layout = self.layout(name)
+        layout = self.layout(name, replica_port)
         files = local_files(stack, layout)
         if edit:
             edit(files)
