@@ -306,6 +306,7 @@ class Plan:
     def __init__(self, args: argparse.Namespace, tables: set[str]):
         self.args = args
         self.tables = tables
+        self.load_at_start = os.getloadavg()
         overrides = [{}, *(variant.config for variant in args.variant)]
         instances = [dev_stack(**config).settings.pgpool for config in overrides]
         per_table = sum(p.num_init_children * p.max_pool for p in instances)
@@ -403,15 +404,19 @@ def print_header(plan: Plan) -> None:
     pg_version = subprocess.run(["pgbench", "--version"], capture_output=True, text=True).stdout.strip()
     pgpool_version = subprocess.run(["/usr/sbin/pgpool", "--version"], capture_output=True,
                                     text=True).stderr.strip() or "pgpool"
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print()
-    print(f"{os.cpu_count()} CPU cores ({platform.machine()}), load average {load} at the end; {pg_version}; "
-          f"{pgpool_version}; HAProxy {haproxy_version()}")
+    print(f"{os.cpu_count()} CPU cores ({platform.machine()}); load average (1, 5, 15 min) "
+          f"{load_average(plan.load_at_start)} at the start, {load_average(os.getloadavg())} at the end")
+    print(f"{pg_version}; {pgpool_version}; HAProxy {haproxy_version()}")
     print(f"pgbench -S -j {args.jobs} -T {args.duration}, scale {args.scale}, median of {args.rounds} interleaved "
           f"rounds; scram-sha-256; TLS on every path unless the row says otherwise")
     print("generated pgpool.conf: " + ", ".join(f"{k} = {conf.get(k, '-')}" for k in REPORTED_SETTINGS))
     print(f"PostgreSQL max_connections {plan.max_connections} (postgresMaxConnections, so that every Pgpool-II "
           "instance of the run fits; Pgpool-II's files do not change with it)")
+
+
+def load_average(values: tuple[float, float, float]) -> str:
+    return " / ".join(f"{v:.1f}" for v in values)
 
 
 def haproxy_version() -> str:
