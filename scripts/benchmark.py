@@ -250,9 +250,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=6, help="seconds per pgbench run (default 6)")
-    parser.add_argument("--clients", type=int, default=8, help="pgbench clients, proxy-bound (default 8)")
-    parser.add_argument("--scaling-clients", type=int, default=16,
-                        help="pgbench clients, backend-bound (default 16: enough sessions for every server)")
+    parser.add_argument("--clients", type=int, default=8, help="pgbench clients (default 8)")
     parser.add_argument("--jobs", type=int, default=2, help="pgbench threads (default 2)")
     parser.add_argument("--scale", type=int, default=10, help="pgbench scale factor (default 10)")
     parser.add_argument("--rounds", type=int, default=3,
@@ -313,7 +311,7 @@ class Plan:
         pgpools = per_table * (("scaling" in tables) + bool(tables & {"cost", "proxy"}))
         pgpools += instances[0].num_init_children * instances[0].max_pool if "cost" in tables else 0
         self.max_connections = max(DatabaseSettings.max_connections,
-                                   pgpools + 4 * max(args.clients, args.scaling_clients) + 20)
+                                   pgpools + 4 * args.clients + 20)
         common = {"postgresMaxConnections": str(self.max_connections)}
         self.base = dev_stack(**common)
         self.clear = dev_stack(**common, ssl="false")
@@ -352,12 +350,12 @@ def measure(local: BenchStack, plan: Plan) -> tuple[Rows, Rows]:
     if "scaling" in plan.tables:
         targets = [Target(DIRECT, DIRECT, direct),
                    bouncer("pgbouncer-scaling", f"{PGBOUNCER}, transaction mode, to the primary", True,
-                           args.scaling_clients)]
+                           args.clients)]
         targets += [pgpool(f"pgpool-scaling{i}", config, read_only_port) for i, config in enumerate(plan.pgpools)]
         for server in SERVERS:
             local.group(server).limit(args.backend_cpus)
         try:
-            scaling = run_rounds(bench, targets, args.scaling_clients, args.rounds, count_selects=True)
+            scaling = run_rounds(bench, targets, args.clients, args.rounds, count_selects=True)
         finally:
             for server in SERVERS:
                 local.group(server).limit(None)
@@ -376,15 +374,17 @@ def measure(local: BenchStack, plan: Plan) -> tuple[Rows, Rows]:
 
 def run_rounds(bench: Bench, targets: list[Target], clients: int, rounds: int, count_selects: bool = False) -> Rows:
     """Every target and workload `rounds` times, interleaved so that a busy spell of the machine
-    hits every target alike. Pgpool-II runs first in a round: while the others run (they never
-    reach a standby), the standbys publish the statistics its SELECT counts come from."""
+    hits every target alike, each round starting one target later. When SELECTs are counted,
+    Pgpool-II runs first in every round instead: while the others run (they never reach a
+    standby), the standbys publish the statistics its counts come from."""
     order = sorted(targets, key=lambda t: t.kind != PGPOOL)
     rows: Rows = {workload: {target: [] for target in order} for workload in WORKLOADS}
     for target in order:
         bench.warm(target, clients)
-    for _ in range(rounds):
+    for round_ in range(rounds):
+        shift = 0 if count_selects else round_ % len(order)
         for workload in WORKLOADS:
-            for target in order:
+            for target in order[shift:] + order[:shift]:
                 counted = count_selects and target.kind == PGPOOL
                 rows[workload][target].append(bench.run(target, workload, clients, counted))
     bench.settle()
@@ -452,7 +452,7 @@ def print_scaling(rows: Rows, plan: Plan) -> None:
     budget = args.backend_cpus
     print()
     print(f"1. Backend-bound reads: each PostgreSQL server capped at {budget:g} CPU (CFS quota "
-          f"{max(1000, round(budget * PERIOD_US))} us per {PERIOD_US} us), pgbench -c {args.scaling_clients}. "
+          f"{max(1000, round(budget * PERIOD_US))} us per {PERIOD_US} us), pgbench -c {args.clients}. "
           f"Pgpool-II node 1 = HAProxy round robin over standby1 and standby2.")
     target = " / ".join(f"{100 * w:.1f}" for w in weights(stack).values())
     header = ["workload", "target", "TPS", "latency ms", "vs direct", f"SELECTs % P/S1/S2 (weights {target})",
