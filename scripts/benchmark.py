@@ -26,7 +26,7 @@ A --variant adds a Pgpool-II row to every table: `LABEL:KEY=VALUE[,KEY=VALUE...]
 is a stack config key (the program is run again with it, so the row is still generated config); a
 KEY with an underscore is a pgpool.conf parameter set by hand on the generated file, marked as such.
     --variant 'statement LB:statementLevelLoadBalance=true'
-    --variant 'no temp check:check_temp_table=off,check_unlogged_table=off'
+    --variant 'no table checks:check_temp_table=none,check_unlogged_table=off'
 
 Needs root (the cgroups) and the Debian packages of scripts/install_test_packages.sh.
 """
@@ -50,12 +50,11 @@ sys.path.insert(0, str(ROOT))
 
 from psycopg.rows import dict_row  # noqa: E402
 
+from components.settings import DatabaseSettings  # noqa: E402
 from tests.dataplane.bench_stack import SERVERS, BenchStack  # noqa: E402
-from tests.dataplane.cpu_groups import PERIOD_US, CpuGroups, CpuSample  # noqa: E402
+from tests.dataplane.cpu_groups import PERIOD_US, CgroupError, CpuGroups, CpuSample  # noqa: E402
 from tests.dataplane.harness import Endpoint, PgBouncer, wait_until  # noqa: E402
 from tests.dataplane.load import PgbenchResult, pgbench  # noqa: E402
-from tests.dataplane.local_stack import StackPgpool  # noqa: E402
-from components.settings import DatabaseSettings  # noqa: E402
 from tests.dataplane.stack_files import CONF_LINE, DevStack, dev_stack  # noqa: E402
 
 WORKLOADS = {"persistent": ["-S"], "-C": ["-S", "-C"]}
@@ -130,7 +129,6 @@ class Target:
     endpoint: Endpoint
     group: str | None = None
     """The proxy's CPU group (None for direct)."""
-    pgpool: StackPgpool | None = None
     variant: bool = False
     """A --variant row rather than the program's defaults."""
 
@@ -265,10 +263,16 @@ def main() -> None:
     tables = set(args.tables.split(","))
     if not tables <= {"scaling", "cost", "proxy"}:
         parser.error(f"--tables {args.tables}: use scaling, cost and/or proxy")
+    if not 0 < args.backend_cpus <= os.cpu_count():
+        parser.error(f"--backend-cpus {args.backend_cpus}: use a number above 0 and at most {os.cpu_count()}")
 
     plan = Plan(args, tables)
     started = time.monotonic()
-    with CpuGroups() as groups:
+    try:
+        groups = CpuGroups()
+    except CgroupError as error:
+        sys.exit(f"benchmark: {error}")
+    with groups:
         local = BenchStack(plan.base, groups)
         try:
             local.start_database(tls=True)
@@ -336,8 +340,7 @@ def measure(local: BenchStack, plan: Plan) -> tuple[Rows, Rows]:
         server = local.pgpool(name, stack=config.stack, edit=edit_conf(config.edits) if config.edits else None,
                               replica_port=replica_port)
         local.group(name).add_tree(server.pid)
-        return Target(f"{PGPOOL}, {config.label}", PGPOOL, server.endpoint, name, server,
-                      variant=config.label != "generated")
+        return Target(f"{PGPOOL}, {config.label}", PGPOOL, server.endpoint, name, variant=config.label != "generated")
 
     def bouncer(name: str, label: str, with_tls: bool, pool_size: int) -> Target:
         service = PgBouncer(local.workspace, primary.endpoint, scram, pool_size=pool_size,
