@@ -20,7 +20,8 @@ init:
 unit:
 	scripts/bootstrap.sh >&2 && .venv/bin/python -m pytest -q tests --ignore=tests/dataplane --ignore=tests/engine
 
-## Pgpool-II vs PostgreSQL vs PgBouncer throughput table (not a test).
+## Three tables (not a test): read scaling over two standbys on CPU budgets, proxy CPU per query, proxy-bound
+## throughput; Pgpool-II vs PostgreSQL vs PgBouncer. Needs root (cgroup v1 cpu and cpuacct).
 bench:
 	scripts/bootstrap.sh >&2 && scripts/install_test_packages.sh && .venv/bin/python scripts/benchmark.py
 
