@@ -38,6 +38,7 @@ import os
 import platform
 import re
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -268,6 +269,9 @@ def main() -> None:
 
     plan = Plan(args, tables)
     started = time.monotonic()
+    # A SIGTERM (a CI timeout) unwinds like Ctrl-C, so the finally blocks stop every server and
+    # remove the cgroups.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         groups = CpuGroups()
     except CgroupError as error:
