@@ -299,6 +299,9 @@ class PgpoolConfig:
     label: str
     stack: DevStack
     edits: dict[str, str]
+    """pgpool.conf parameters set by hand on the generated file."""
+    variant: bool = True
+    """A --variant rather than the program's defaults."""
 
 
 class Plan:
@@ -323,7 +326,7 @@ class Plan:
         common = {"postgresMaxConnections": str(self.max_connections)}
         self.base = dev_stack(**common)
         self.clear = dev_stack(**common, ssl="false")
-        self.pgpools = [PgpoolConfig("generated", self.base, {})] + [
+        self.pgpools = [PgpoolConfig("generated", self.base, {}, variant=False)] + [
             PgpoolConfig(variant.describe(), dev_stack(**common, **variant.config), variant.conf_edits)
             for variant in args.variant]
 
@@ -344,7 +347,7 @@ def measure(local: BenchStack, plan: Plan) -> tuple[Rows, Rows]:
         server = local.pgpool(name, stack=config.stack, edit=edit_conf(config.edits) if config.edits else None,
                               replica_port=replica_port)
         local.group(name).add_tree(server.pid)
-        return Target(f"{PGPOOL}, {config.label}", PGPOOL, server.endpoint, name, variant=config.label != "generated")
+        return Target(f"{PGPOOL}, {config.label}", PGPOOL, server.endpoint, name, variant=config.variant)
 
     def bouncer(name: str, label: str, with_tls: bool, pool_size: int) -> Target:
         service = PgBouncer(local.workspace, primary.endpoint, scram, pool_size=pool_size,
@@ -373,7 +376,7 @@ def measure(local: BenchStack, plan: Plan) -> tuple[Rows, Rows]:
         targets.append(bouncer("pgbouncer", f"{PGBOUNCER}, transaction mode", True, args.clients))
         if "cost" in plan.tables:
             targets += [Target(DIRECT, DIRECT, Endpoint(primary.endpoint.port, "disable")),
-                        pgpool("pgpool-clear", PgpoolConfig("generated", plan.clear, {})),
+                        pgpool("pgpool-clear", PgpoolConfig("generated", plan.clear, {}, variant=False)),
                         bouncer("pgbouncer-clear", f"{PGBOUNCER}, transaction mode", False, args.clients)]
         bound = run_rounds(bench, targets, args.clients, args.rounds)
     return scaling, bound
@@ -417,7 +420,7 @@ def print_header(plan: Plan) -> None:
     print(f"{pg_version}; {pgpool_version}; HAProxy {haproxy_version()}")
     print(f"pgbench -S -j {args.jobs} -T {args.duration}, scale {args.scale}, median of {args.rounds} interleaved "
           f"rounds; scram-sha-256; TLS on every path unless the row says otherwise")
-    print("generated pgpool.conf: " + ", ".join(f"{k} = {conf.get(k, '-')}" for k in REPORTED_SETTINGS))
+    print("generated pgpool.conf: " + ", ".join(f"{k} = {conf.get(k, '(not set)')}" for k in REPORTED_SETTINGS))
     print(f"PostgreSQL max_connections {plan.max_connections} (postgresMaxConnections, so that every Pgpool-II "
           "instance of the run fits; Pgpool-II's files do not change with it)")
 
