@@ -100,7 +100,8 @@ class CpuGroup:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every process below `pid` in the process tree (children, their children, ...)."""
+    """Every live process below `pid` in the process tree (children, their children, ...);
+    zombies are left out, as no cgroup can take them."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -109,8 +110,9 @@ def descendants(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state, past "(comm)"
-        children.setdefault(parent, []).append(int(entry.name))
+        state, parent = stat.rsplit(")", 1)[1].split()[:2]  # the fields after "(comm)"
+        if state != "Z":
+            children.setdefault(int(parent), []).append(int(entry.name))
     found, queue = [], [pid]
     while queue:
         for child in children.get(queue.pop(), []):
