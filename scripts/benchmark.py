@@ -1,22 +1,34 @@
 #!/usr/bin/env python3
-"""Benchmark (not a test): the same pgbench workloads through Pgpool-II running the program's
-generated config, PostgreSQL directly, and PgBouncer in transaction mode; prints one table.
+"""Benchmark (not a test): what Pgpool-II on the program's generated files does for read
+throughput, and what it costs; prints three tables.
 
     make bench
-    .venv/bin/python scripts/benchmark.py [--duration 8] [--rounds 3] [--clients 8] [--variant ...]
+    .venv/bin/python scripts/benchmark.py [--duration 6] [--rounds 3] [--backend-cpus 0.1] [--variant ...]
 
-Everything runs on 127.0.0.1 with the data-plane test harness: a PostgreSQL 15 primary with a
-streaming hot standby, set up from the program's init.sql and user.conf, scram-sha-256 for every
-login. Clients use TLS (sslmode=require) on every path, as the dev stack's pool_hba.conf demands;
-the servers accept TLS too, so Pgpool-II (ssl = on covers its backend connections) and PgBouncer
-(server_tls_sslmode = require) encrypt their server side as well. --no-tls runs the program with
-ssl = false and everything in clear text.
+Everything runs on 127.0.0.1 with the data-plane harness: a PostgreSQL 15 primary and two streaming
+hot standbys (as postgresReplicas 3 deploys them), set up from the program's init.sql and user.conf,
+scram-sha-256 for every login, TLS on every path unless a row says otherwise. The same pgbench
+select-only workload runs with persistent connections and with a new connection per transaction (-C).
 
-A --variant adds a Pgpool-II row: `LABEL:KEY=VALUE[,KEY=VALUE...]`. A camelCase KEY is a stack
-config key (the program is run again with it, so the row is still generated config); a KEY with
-an underscore is a pgpool.conf parameter set by hand on the generated file, marked as such. E.g.
+1. Backend-bound read scaling. Each PostgreSQL server gets a fixed CPU budget (a cgroup v1 CFS
+   quota), as if it ran on a node of its own; HAProxy spreads connections over both standbys in
+   turn, standing in for the read-only Service (kube-proxy also balances per connection). Pgpool-II
+   runs the generated files with node 1 on that front, weights as generated (1 for the primary, 2
+   for the read-only Service). Compared with the primary directly and with PgBouncer in front of
+   the primary: TPS, the share of SELECTs each server answered against the configured weights, and
+   the CPU each server and the proxy used, which shows where the bottleneck is.
+2. The proxies' own cost: CPU time per 1,000 transactions of Pgpool-II and PgBouncer, each in a
+   cpuacct group of its own, TLS on and off. It does not depend on how busy the machine is.
+3. Proxy-bound: no budgets; client, proxy and both servers share the machine's cores (Pgpool-II's
+   node 1 is the standby itself), so every CPU cycle the proxy spends is a cycle PostgreSQL lacks.
+
+A --variant adds a Pgpool-II row to every table: `LABEL:KEY=VALUE[,KEY=VALUE...]`. A camelCase KEY
+is a stack config key (the program is run again with it, so the row is still generated config); a
+KEY with an underscore is a pgpool.conf parameter set by hand on the generated file, marked as such.
     --variant 'statement LB:statementLevelLoadBalance=true'
-    --variant 'serialized accept:serialize_accept=on,child_life_time=0'
+    --variant 'no table checks:check_temp_table=none,check_unlogged_table=off'
+
+Needs root (the cgroups) and the Debian packages of scripts/install_test_packages.sh.
 """
 
 from __future__ import annotations
@@ -25,28 +37,37 @@ import argparse
 import os
 import platform
 import re
+import resource
+import signal
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.dataplane.harness import Endpoint, PgBouncer, stopping  # noqa: E402
+from psycopg.rows import dict_row  # noqa: E402
+
+from components.settings import DatabaseSettings  # noqa: E402
+from tests.dataplane.bench_stack import SERVERS, BenchStack  # noqa: E402
+from tests.dataplane.cpu_groups import PERIOD_US, CgroupError, CpuGroups, CpuSample  # noqa: E402
+from tests.dataplane.harness import Endpoint, PgBouncer, wait_until  # noqa: E402
 from tests.dataplane.load import PgbenchResult, pgbench  # noqa: E402
-from tests.dataplane.local_stack import LocalDevStack  # noqa: E402
 from tests.dataplane.stack_files import CONF_LINE, DevStack, dev_stack  # noqa: E402
 
-WORKLOADS = {
-    "select-only, persistent connections": ["-S"],
-    "select-only, new connection per transaction (-C)": ["-S", "-C"],
-}
-DIRECT = "PostgreSQL direct"
-REPORTED_SETTINGS = ("num_init_children", "max_pool", "statement_level_load_balance", "child_life_time",
-                     "connection_life_time", "client_idle_limit", "reserved_connections", "ssl")
+WORKLOADS = {"persistent": ["-S"], "-C": ["-S", "-C"]}
+"""pgbench select-only: persistent connections; a new connection per transaction."""
+DIRECT, PGPOOL, PGBOUNCER = "PostgreSQL direct", "Pgpool-II", "PgBouncer"
+REPORTED_SETTINGS = ("num_init_children", "max_pool", "statement_level_load_balance", "check_temp_table",
+                     "check_unlogged_table", "child_life_time", "reserved_connections", "ssl")
+STATS_FLUSH_S = 15
+"""A PostgreSQL 15 backend that has gone idle publishes its statistics within 10 s (PGSTAT_IDLE_INTERVAL)."""
+GOAL_SCALING = 2.5
+GOAL_SHARE_POINTS = 3.0
+GOAL_NEW_CONNECTIONS = 1.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,10 @@ class Variant:
     """Stack config overrides: the program generates this row's files."""
     conf_edits: dict[str, str]
     """pgpool.conf parameters set by hand on the generated file."""
+
+    def describe(self) -> str:
+        kind = "hand-edited" if self.conf_edits else "generated"
+        return f"{self.label} ({kind}: {', '.join(f'{k}={v}' for k, v in {**self.config, **self.conf_edits}.items())})"
 
 
 def parse_variant(text: str) -> Variant:
@@ -92,104 +117,444 @@ def conf_values(text: str) -> dict[str, str]:
     return {m["name"]: m["value"].strip("'") for m in map(CONF_LINE.match, text.splitlines()) if m}
 
 
+# --- measuring -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where pgbench connects, and what runs there."""
+
+    label: str
+    kind: str
+    """DIRECT, PGPOOL or PGBOUNCER."""
+    endpoint: Endpoint
+    group: str | None = None
+    """The proxy's CPU group (None for direct)."""
+    variant: bool = False
+    """A --variant row rather than the program's defaults."""
+
+    @property
+    def tls(self) -> bool:
+        return self.endpoint.sslmode != "disable"
+
+
+@dataclass
+class Cell:
+    """One pgbench run against one target."""
+
+    result: PgbenchResult
+    seconds: float
+    cpu: dict[str, CpuSample]
+    """CPU used by each group during the run."""
+    client_cpu_s: float
+    """CPU of pgbench itself."""
+    machine_busy_s: float
+    """CPU time the whole machine spent busy (every process, neighbours included)."""
+    selects: dict[str, int] = field(default_factory=dict)
+    """SELECTs each PostgreSQL server answered (Pgpool-II behind the read-only front only)."""
+
+    def cores(self, group: str) -> float:
+        return self.cpu[group].usage_ns / 1e9 / self.seconds
+
+    def ms_per_1000(self, cpu_s: float) -> float:
+        return cpu_s * 1e6 / self.result.processed
+
+
+def machine_busy_jiffies() -> int:
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+
+
+class Bench:
+    """Runs pgbench against targets and measures every CPU group around each run."""
+
+    def __init__(self, local: BenchStack, args: argparse.Namespace):
+        self.local = local
+        self.args = args
+        self.user = local.stack.app_user
+        self.password = local.stack.passwords[self.user]
+        self.pending: tuple[Cell, dict[str, int], int] | None = None
+        """A Pgpool-II cell waiting for the standbys to publish their statistics."""
+
+    def pgbench(self, target: Target, options: list[str], clients: int, seconds: int) -> PgbenchResult:
+        run_args = ["-n", "-c", str(clients), "-j", str(self.args.jobs), "-T", str(seconds), *options]
+        return pgbench(self.local.workspace, target.endpoint, self.user, self.password, self.user, run_args)
+
+    def warm(self, target: Target, clients: int) -> None:
+        """Relation caches, pooled backend connections, page cache."""
+        self.pgbench(target, ["-S"], clients, 2)
+
+    def run(self, target: Target, workload: str, clients: int, count_selects: bool = False) -> Cell:
+        groups = self.local.groups.groups
+        if count_selects:
+            self.settle()
+            standbys_before, nodes_before = self.standby_selects(), self.node_selects(target)
+        before = {name: group.sample() for name, group in groups.items()}
+        usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy_before, started = machine_busy_jiffies(), time.monotonic()
+        result = self.pgbench(target, WORKLOADS[workload], clients, self.args.duration)
+        seconds = time.monotonic() - started
+        busy = (machine_busy_jiffies() - busy_before) / os.sysconf("SC_CLK_TCK")
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cell = Cell(
+            result=result, seconds=seconds, cpu={name: group.sample() - before[name] for name, group in groups.items()},
+            client_cpu_s=(usage.ru_utime + usage.ru_stime) - (usage_before.ru_utime + usage_before.ru_stime),
+            machine_busy_s=busy,
+        )
+        if count_selects:
+            nodes = [after - before for after, before in zip(self.node_selects(target), nodes_before)]
+            cell.selects["primary"] = nodes[0]
+            self.pending = (cell, standbys_before, nodes[1])
+        print(f"  {workload:<10} | {target.label}: {result.tps:.0f} tps", file=sys.stderr)
+        return cell
+
+    def node_selects(self, target: Target) -> list[int]:
+        """select_cnt of each Pgpool-II node (SHOW pool_nodes), node 0 first."""
+        with target.endpoint.connect(self.user, self.password, self.user, row_factory=dict_row) as conn:
+            return [int(row["select_cnt"]) for row in conn.execute("SHOW pool_nodes")]
+
+    def standby_selects(self) -> dict[str, int]:
+        """pgbench's SELECTs each standby answered so far (index scans of pgbench_accounts)."""
+        query = "SELECT idx_scan FROM pg_stat_user_tables WHERE relname = 'pgbench_accounts'"
+        return {name: server.query(query, dbname=self.user)[0][0]
+                for name, server in self.local.servers.items() if name != "primary"}
+
+    def settle(self) -> None:
+        """Complete the pending cell's counts once the standbys' statistics add up to what
+        Pgpool-II sent to node 1 (pgbench's one `count(*)` of pgbench_branches aside)."""
+        if self.pending is None:
+            return
+        cell, before, node1 = self.pending
+        self.pending = None
+
+        def deltas():
+            return {name: count - before[name] for name, count in self.standby_selects().items()}
+
+        try:
+            counts = wait_until("standby statistics", lambda: (d := deltas()) and sum(d.values()) >= node1 - 1 and d,
+                                timeout=STATS_FLUSH_S, interval=0.5)
+        except TimeoutError:
+            counts = deltas()
+            print(f"  (standbys report {sum(counts.values())} SELECTs, Pgpool-II sent {node1})", file=sys.stderr)
+        cell.selects.update(counts)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+Rows = dict[str, dict[Target, list[Cell]]]
+"""Workload -> target -> one cell per round."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=8, help="seconds per pgbench run (default 8)")
+    parser.add_argument("--duration", type=int, default=6, help="seconds per pgbench run (default 6)")
     parser.add_argument("--clients", type=int, default=8, help="pgbench clients (default 8)")
     parser.add_argument("--jobs", type=int, default=2, help="pgbench threads (default 2)")
     parser.add_argument("--scale", type=int, default=10, help="pgbench scale factor (default 10)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="runs of every cell, interleaved; the median is shown (default 3)")
-    parser.add_argument("--no-tls", dest="tls", action="store_false", help="run the program with ssl = false")
+                        help="runs of every cell, interleaved; medians are shown (default 3)")
+    parser.add_argument("--backend-cpus", type=float, default=0.1,
+                        help="CPU budget of each PostgreSQL server in the backend-bound table (default 0.1)")
+    parser.add_argument("--tables", default="scaling,cost,proxy",
+                        help="which tables to measure: scaling, cost, proxy (default all three)")
     parser.add_argument("--variant", type=parse_variant, action="append", default=[],
                         help="another Pgpool-II row, LABEL:KEY=VALUE[,KEY=VALUE...] (see above)")
     args = parser.parse_args()
+    tables = set(args.tables.split(","))
+    if not tables <= {"scaling", "cost", "proxy"}:
+        parser.error(f"--tables {args.tables}: use scaling, cost and/or proxy")
+    if not 0 < args.backend_cpus <= os.cpu_count():
+        parser.error(f"--backend-cpus {args.backend_cpus}: use a number above 0 and at most {os.cpu_count()}")
 
-    base_config = {} if args.tls else {"ssl": "false"}
-    stack = dev_stack(**base_config)
-    local = LocalDevStack(stack)
+    plan = Plan(args, tables)
     started = time.monotonic()
+    # A SIGTERM (a CI timeout) unwinds like Ctrl-C, so the finally blocks stop every server and
+    # remove the cgroups.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
-        local.start_database(tls=args.tls)
-        rows = run(local, stack, base_config, args)
-    finally:
-        local.close()
-    print_table(rows, stack, args, time.monotonic() - started)
+        groups = CpuGroups()
+    except CgroupError as error:
+        sys.exit(f"benchmark: {error}")
+    with groups:
+        local = BenchStack(plan.base, groups)
+        try:
+            local.start_database(tls=True)
+            scaling, bound = measure(local, plan)
+        finally:
+            local.close()
+    print_header(plan)
+    if scaling:
+        print_scaling(scaling, plan)
+    if "cost" in tables:
+        print_cost(bound)
+    if "proxy" in tables:
+        print_proxy_bound(bound, args)
+    print_goals(scaling, bound, plan)
+    print(f"({time.monotonic() - started:.0f} s in all)")
 
 
-def run(local: LocalDevStack, stack: DevStack, base_config: dict[str, str],
-        args: argparse.Namespace) -> dict[str, dict[str, list[PgbenchResult]]]:
-    user, password = stack.app_user, stack.passwords[stack.app_user]
-    sslmode = "require" if args.tls else "disable"
+@dataclass(frozen=True)
+class PgpoolConfig:
+    label: str
+    stack: DevStack
+    edits: dict[str, str]
+    """pgpool.conf parameters set by hand on the generated file."""
+    variant: bool = True
+    """A --variant rather than the program's defaults."""
+
+
+class Plan:
+    """The tables to measure, and the stacks of every Pgpool-II instance they need.
+
+    Every instance may hold numInitChildren * maxPool connections to the primary, so the run raises
+    postgresMaxConnections (the database's max_connections; nothing in Pgpool-II's files changes)
+    until they all fit, PgBouncer's pools and the direct clients too.
+    """
+
+    def __init__(self, args: argparse.Namespace, tables: set[str]):
+        self.args = args
+        self.tables = tables
+        self.load_at_start = os.getloadavg()
+        overrides = [{}, *(variant.config for variant in args.variant)]
+        instances = [dev_stack(**config).settings.pgpool for config in overrides]
+        per_table = sum(p.num_init_children * p.max_pool for p in instances)
+        pgpools = per_table * (("scaling" in tables) + bool(tables & {"cost", "proxy"}))
+        pgpools += instances[0].num_init_children * instances[0].max_pool if "cost" in tables else 0
+        self.max_connections = max(DatabaseSettings.max_connections,
+                                   pgpools + 4 * args.clients + 20)
+        common = {"postgresMaxConnections": str(self.max_connections)}
+        self.base = dev_stack(**common)
+        self.clear = dev_stack(**common, ssl="false")
+        self.pgpools = [PgpoolConfig("generated", self.base, {}, variant=False)] + [
+            PgpoolConfig(variant.describe(), dev_stack(**common, **variant.config), variant.conf_edits)
+            for variant in args.variant]
+
+
+def measure(local: BenchStack, plan: Plan) -> tuple[Rows, Rows]:
+    args, stack = plan.args, plan.base
+    user = stack.app_user
     primary = local.cluster.primary
-    direct = Endpoint(primary.endpoint.port, sslmode)
-    local.workspace.run(["pgbench", "-i", "-q", "-s", str(args.scale)], env=direct.libpq_env(user, password, user),
-                        timeout=600)
-    local.cluster.wait_streaming(timeout=300)
-
-    targets: dict[str, Endpoint] = {DIRECT: direct}
-    pgpool = local.pgpool("pgpool")
-    targets[f"Pgpool-II, generated ({settings_summary(pgpool.files['pgpool.conf'].read_text())})"] = pgpool.endpoint
-    for index, variant in enumerate(args.variant):
-        variant_stack = dev_stack(**base_config, **variant.config)
-        server = local.pgpool(f"pgpool-variant{index}", stack=variant_stack,
-                              edit=edit_conf(variant.conf_edits) if variant.conf_edits else None)
-        kind = "generated" if not variant.conf_edits else "hand-edited"
-        targets[f"Pgpool-II, {variant.label} ({kind}: {describe(variant)})"] = server.endpoint
+    direct = Endpoint(primary.endpoint.port, "require")
+    local.workspace.run(["pgbench", "-i", "-q", "-s", str(args.scale)],
+                        env=direct.libpq_env(user, stack.passwords[user], user), timeout=600)
+    local.wait_streaming()
+    read_only_port = local.read_only.endpoint.port
     scram = dict(primary.query("SELECT rolname, rolpassword FROM pg_authid WHERE rolname = %s", (user,)))
-    tls = (stack.secret_files["tls.crt"], stack.secret_files["tls.key"]) if args.tls else None
-    bouncer = PgBouncer(local.workspace, primary.endpoint, scram, pool_size=args.clients, tls=tls)
-    targets["PgBouncer 1.18, transaction mode"] = bouncer.endpoint
+    tls = (stack.secret_files["tls.crt"], stack.secret_files["tls.key"])
 
-    rows: dict[str, dict[str, list[PgbenchResult]]] = {w: {t: [] for t in targets} for w in WORKLOADS}
-    with stopping(bouncer):
-        bouncer.start()
-        for endpoint in targets.values():  # warm caches: relcache, backend connections, page cache
-            pgbench(local.workspace, endpoint, user, password, user, ["-n", "-S", "-c", str(args.clients), "-T", "2"])
-        for _ in range(args.rounds):
-            for workload, options in WORKLOADS.items():
-                for target, endpoint in targets.items():
-                    run_args = ["-n", "-c", str(args.clients), "-j", str(args.jobs), "-T", str(args.duration),
-                                *options]
-                    result = pgbench(local.workspace, endpoint, user, password, user, run_args)
-                    rows[workload][target].append(result)
-                    print(f"  {workload} | {target}: {result.tps:.0f} tps", file=sys.stderr)
+    def pgpool(name: str, config: PgpoolConfig, replica_port: int | None = None) -> Target:
+        server = local.pgpool(name, stack=config.stack, edit=edit_conf(config.edits) if config.edits else None,
+                              replica_port=replica_port)
+        local.group(name).add_tree(server.pid)
+        return Target(f"{PGPOOL}, {config.label}", PGPOOL, server.endpoint, name, variant=config.variant)
+
+    def bouncer(name: str, label: str, with_tls: bool, pool_size: int) -> Target:
+        service = PgBouncer(local.workspace, primary.endpoint, scram, pool_size=pool_size,
+                            tls=tls if with_tls else None, name=name)
+        local.start(service, name)
+        return Target(label, PGBOUNCER, service.endpoint, name)
+
+    bench = Bench(local, args)
+    scaling: Rows = {}
+    if "scaling" in plan.tables:
+        targets = [Target(DIRECT, DIRECT, direct),
+                   bouncer("pgbouncer-scaling", f"{PGBOUNCER}, transaction mode, to the primary", True,
+                           args.clients)]
+        targets += [pgpool(f"pgpool-scaling{i}", config, read_only_port) for i, config in enumerate(plan.pgpools)]
+        for server in SERVERS:
+            local.group(server).limit(args.backend_cpus)
+        try:
+            scaling = run_rounds(bench, targets, args.clients, args.rounds, count_selects=True)
+        finally:
+            for server in SERVERS:
+                local.group(server).limit(None)
+    bound: Rows = {}
+    if plan.tables & {"cost", "proxy"}:
+        targets = [Target(DIRECT, DIRECT, direct)]
+        targets += [pgpool(f"pgpool{i}", config) for i, config in enumerate(plan.pgpools)]
+        targets.append(bouncer("pgbouncer", f"{PGBOUNCER}, transaction mode", True, args.clients))
+        if "cost" in plan.tables:
+            targets += [Target(DIRECT, DIRECT, Endpoint(primary.endpoint.port, "disable")),
+                        pgpool("pgpool-clear", PgpoolConfig("generated", plan.clear, {}, variant=False)),
+                        bouncer("pgbouncer-clear", f"{PGBOUNCER}, transaction mode", False, args.clients)]
+        bound = run_rounds(bench, targets, args.clients, args.rounds)
+    return scaling, bound
+
+
+def run_rounds(bench: Bench, targets: list[Target], clients: int, rounds: int, count_selects: bool = False) -> Rows:
+    """Every target and workload `rounds` times, interleaved so that a busy spell of the machine
+    hits every target alike, each round starting one target later. When SELECTs are counted,
+    Pgpool-II runs first in every round instead: while the others run (they never reach a
+    standby), the standbys publish the statistics its counts come from."""
+    order = sorted(targets, key=lambda t: t.kind != PGPOOL)
+    rows: Rows = {workload: {target: [] for target in order} for workload in WORKLOADS}
+    for target in order:
+        bench.warm(target, clients)
+    for round_ in range(rounds):
+        shift = 0 if count_selects else round_ % len(order)
+        for workload in WORKLOADS:
+            for target in order[shift:] + order[:shift]:
+                counted = count_selects and target.kind == PGPOOL
+                rows[workload][target].append(bench.run(target, workload, clients, counted))
+    bench.settle()
     return rows
 
 
-def settings_summary(conf: str) -> str:
-    values = conf_values(conf)
-    return (f"num_init_children {values['num_init_children']}, max_pool {values['max_pool']}, "
-            f"statement_level_load_balance {values['statement_level_load_balance']}")
+# --- tables ----------------------------------------------------------------------------------
 
 
-def describe(variant: Variant) -> str:
-    return ", ".join(f"{k}={v}" for k, v in {**variant.config, **variant.conf_edits}.items())
+def median(values) -> float:
+    return statistics.median(list(values))
 
 
-def print_table(rows: dict[str, dict[str, list[PgbenchResult]]], stack: DevStack, args: argparse.Namespace,
-                elapsed: float) -> None:
-    conf = conf_values(stack.config_files["pgpool.conf"])
+def print_header(plan: Plan) -> None:
+    args = plan.args
+    conf = conf_values(plan.base.config_files["pgpool.conf"])
     pg_version = subprocess.run(["pgbench", "--version"], capture_output=True, text=True).stdout.strip()
     pgpool_version = subprocess.run(["/usr/sbin/pgpool", "--version"], capture_output=True,
                                     text=True).stderr.strip() or "pgpool"
     print()
-    print(f"pgbench -c {args.clients} -j {args.jobs} -T {args.duration}, scale {args.scale}, "
-          f"median of {args.rounds}; scram-sha-256, TLS {'on every path' if args.tls else 'off'}; "
-          f"{os.cpu_count()} CPUs, {platform.machine()}; {pg_version}; {pgpool_version}")
-    print("generated pgpool.conf: " + ", ".join(f"{k} = {conf.get(k, '-')}" for k in REPORTED_SETTINGS))
-    width = max(len(t) for targets in rows.values() for t in targets)
-    header = f"| {'workload':<48} | {'target':<{width}} | {'TPS':>8} | {'latency ms':>10} | {'vs direct':>9} |"
-    print(header)
-    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+    print(f"{os.cpu_count()} CPU cores ({platform.machine()}); load average (1, 5, 15 min) "
+          f"{load_average(plan.load_at_start)} at the start, {load_average(os.getloadavg())} at the end")
+    print(f"{pg_version}; {pgpool_version}; HAProxy {haproxy_version()}")
+    print(f"pgbench -S -j {args.jobs} -T {args.duration}, scale {args.scale}, median of {args.rounds} interleaved "
+          f"rounds; scram-sha-256; TLS on every path unless the row says otherwise")
+    print("generated pgpool.conf: " + ", ".join(f"{k} = {conf.get(k, '(not set)')}" for k in REPORTED_SETTINGS))
+    print(f"PostgreSQL max_connections {plan.max_connections} (postgresMaxConnections, so that every Pgpool-II "
+          "instance of the run fits; Pgpool-II's files do not change with it)")
+
+
+def load_average(values: tuple[float, float, float]) -> str:
+    return " / ".join(f"{v:.1f}" for v in values)
+
+
+def haproxy_version() -> str:
+    text = subprocess.run(["/usr/sbin/haproxy", "-v"], capture_output=True, text=True).stdout
+    match = re.search(r"version (\S+)", text)
+    return match[1] if match else "?"
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(c.rjust(w) if c[:1].isdigit() else c.ljust(w) for c, w in zip(row, widths)) + " |")
+
+
+def weights(stack: DevStack) -> dict[str, float]:
+    """Configured share of SELECTs per server: node 0's weight for the primary, node 1's split
+    evenly over the standbys behind the read-only front."""
+    w0, w1 = stack.settings.pgpool.backend_weight0, stack.settings.pgpool.backend_weight1
+    standbys = len(SERVERS) - 1
+    return {"primary": w0 / (w0 + w1), **{s: w1 / (w0 + w1) / standbys for s in SERVERS[1:]}}
+
+
+def shares(cells: list[Cell]) -> dict[str, float]:
+    """Share of SELECTs per server over every round."""
+    totals = {server: sum(c.selects.get(server, 0) for c in cells) for server in SERVERS}
+    return {server: count / max(1, sum(totals.values())) for server, count in totals.items()}
+
+
+def print_scaling(rows: Rows, plan: Plan) -> None:
+    args, stack = plan.args, plan.base
+    budget = args.backend_cpus
+    print()
+    print(f"1. Backend-bound reads: each PostgreSQL server capped at {budget:g} CPU (CFS quota "
+          f"{max(1000, round(budget * PERIOD_US))} us per {PERIOD_US} us), pgbench -c {args.clients}. "
+          f"Pgpool-II node 1 = HAProxy round robin over standby1 and standby2.")
+    target = " / ".join(f"{100 * w:.1f}" for w in weights(stack).values())
+    header = ["workload", "target", "TPS", "latency ms", "vs direct", f"SELECTs % P/S1/S2 (weights {target})",
+              "servers' CPU % of budget P/S1/S2", "proxy cores", "machine busy cores"]
+    table = []
     for workload, targets in rows.items():
-        direct = statistics.median(r.tps for r in targets[DIRECT])
-        for target, results in targets.items():
-            tps = statistics.median(r.tps for r in results)
-            latency = statistics.median(r.latency_ms for r in results)
-            print(f"| {workload:<48} | {target:<{width}} | {tps:>8.0f} | {latency:>10.3f} | {tps / direct:>8.2f}x |")
-    print(f"({elapsed:.0f} s in all)")
+        direct = median(c.result.tps for t, cells in targets.items() if t.kind == DIRECT for c in cells)
+        for target, cells in targets.items():
+            tps = median(c.result.tps for c in cells)
+            used = " / ".join(f"{100 * median(c.cores(s) for c in cells) / budget:.0f}" for s in SERVERS)
+            share = " / ".join(f"{100 * v:.1f}" for v in shares(cells).values()) if target.kind == PGPOOL else "-"
+            proxy = f"{median(c.cores(target.group) for c in cells):.2f}" if target.group else "-"
+            busy = f"{median(c.machine_busy_s / c.seconds for c in cells):.2f}"
+            table.append([workload, target.label, f"{tps:.0f}", f"{median(c.result.latency_ms for c in cells):.2f}",
+                          f"{tps / direct:.2f}x", share, used, proxy, busy])
+    markdown(header, table)
+
+
+def print_cost(rows: Rows) -> None:
+    print()
+    print("2. CPU per 1,000 transactions (ms), from cpuacct: the proxy's own; PostgreSQL's (all servers) and "
+          "pgbench's for scale. Independent of how busy the machine is.")
+    header = ["workload", "TLS", "target", "proxy ms", "PostgreSQL ms", "pgbench ms", "TPS"]
+    table = []
+    for workload, targets in rows.items():
+        for target in sorted(targets, key=lambda t: (not t.tls, t.kind != DIRECT)):
+            cells = targets[target]
+            proxy = f"{median(c.ms_per_1000(c.cpu[target.group].usage_ns / 1e9) for c in cells):.1f}" \
+                if target.group else "-"
+            postgres = median(c.ms_per_1000(sum(c.cpu[s].usage_ns for s in SERVERS) / 1e9) for c in cells)
+            client = median(c.ms_per_1000(c.client_cpu_s) for c in cells)
+            table.append([workload, "on" if target.tls else "off", target.label, proxy, f"{postgres:.1f}",
+                          f"{client:.1f}", f"{median(c.result.tps for c in cells):.0f}"])
+    markdown(header, table)
+
+
+def print_proxy_bound(rows: Rows, args: argparse.Namespace) -> None:
+    print()
+    print(f"3. Proxy-bound: no budgets, pgbench -c {args.clients}; client, proxy and PostgreSQL share the cores "
+          "(Pgpool-II node 1 = standby1).")
+    header = ["workload", "target", "TPS", "latency ms", "vs direct", "proxy cores", "machine busy cores"]
+    table = []
+    for workload, targets in rows.items():
+        tls_targets = {t: cells for t, cells in targets.items() if t.tls}
+        direct = median(c.result.tps for t, cells in tls_targets.items() if t.kind == DIRECT for c in cells)
+        for target, cells in tls_targets.items():
+            tps = median(c.result.tps for c in cells)
+            proxy = f"{median(c.cores(target.group) for c in cells):.2f}" if target.group else "-"
+            table.append([workload, target.label, f"{tps:.0f}", f"{median(c.result.latency_ms for c in cells):.2f}",
+                          f"{tps / direct:.2f}x", proxy, f"{median(c.machine_busy_s / c.seconds for c in cells):.2f}"])
+    markdown(header, table)
+
+
+def print_goals(scaling: Rows, bound: Rows, plan: Plan) -> None:
+    stack = plan.base
+    print()
+    print("Goals (generated Pgpool-II):")
+
+    def generated(rows: Rows, workload: str, tls: bool = True) -> tuple[list[Cell], float]:
+        targets = rows[workload]
+        pgpool = next(c for t, c in targets.items() if t.kind == PGPOOL and t.tls == tls and not t.variant)
+        direct = median(c.result.tps for t, cells in targets.items() if t.kind == DIRECT and t.tls == tls
+                        for c in cells)
+        return pgpool, median(c.result.tps for c in pgpool) / direct
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    if scaling:
+        cells, ratio = generated(scaling, "persistent")
+        print(f"- backend-bound, persistent: {ratio:.2f}x direct (goal {GOAL_SCALING}x, ideal 3x): "
+              f"{verdict(ratio >= GOAL_SCALING)}")
+        got, wanted = shares(cells), weights(stack)
+        worst = max(abs(got[s] - wanted[s]) * 100 for s in SERVERS)
+        print(f"- SELECT shares {' / '.join(f'{100 * got[s]:.1f}' for s in SERVERS)} % against weights "
+              f"{' / '.join(f'{100 * wanted[s]:.1f}' for s in SERVERS)} %: at most {worst:.1f} points off "
+              f"(goal {GOAL_SHARE_POINTS:g}): {verdict(worst <= GOAL_SHARE_POINTS)}")
+    if bound:
+        for workload in WORKLOADS:
+            for tls in (True, False):
+                if not any(t.tls == tls for t in bound[workload]):
+                    continue
+                cost = {}
+                for kind in (PGPOOL, PGBOUNCER):
+                    target, cells = next((t, c) for t, c in bound[workload].items()
+                                         if t.kind == kind and t.tls == tls and not t.variant)
+                    cost[kind] = median(c.ms_per_1000(c.cpu[target.group].usage_ns / 1e9) for c in cells)
+                print(f"- proxy CPU, {workload}, TLS {'on' if tls else 'off'}: Pgpool-II {cost[PGPOOL]:.1f} ms per "
+                      f"1,000 transactions, PgBouncer {cost[PGBOUNCER]:.1f} ({cost[PGPOOL] / cost[PGBOUNCER]:.1f}x)")
+        _, ratio = generated(bound, "-C")
+        print(f"- proxy-bound, -C: {ratio:.2f}x direct (goal {GOAL_NEW_CONNECTIONS:g}x): "
+              f"{verdict(ratio >= GOAL_NEW_CONNECTIONS)}")
 
 
 if __name__ == "__main__":

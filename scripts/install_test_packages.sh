@@ -2,8 +2,9 @@
 # Install the Debian packages the data-plane tests and the benchmark run for real:
 # PostgreSQL 15 (server, pgbench, pg_basebackup), Pgpool-II, PgBouncer, Prometheus and
 # postgres_exporter (bookworm: 0.11.1, binary /usr/bin/prometheus-postgres-exporter), HAProxy (the
-# Service in front of two Pgpool-II pods in the shutdown test) and debootstrap (scripts/pgpool_root.sh
-# makes the Debian 13 root of the second Pgpool-II version with it).
+# Service in front of two Pgpool-II pods in the shutdown test, and in front of the standbys in the
+# benchmark) and debootstrap (scripts/pgpool_root.sh makes the Debian 13 root of the second
+# Pgpool-II version with it).
 # Idempotent: does nothing when all are installed; runs `apt-get update` only when an
 # install fails for want of package lists.
 set -eu

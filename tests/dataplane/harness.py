@@ -64,6 +64,12 @@ def wait_until(what: str, check: Callable[[], T], timeout: float = 30.0, interva
         time.sleep(interval)
 
 
+def accepts_connections(endpoint: Endpoint) -> bool:
+    """Whether a TCP connection to `endpoint` succeeds (raises if not)."""
+    with socket.create_connection((endpoint.host, endpoint.port), timeout=1):
+        return True
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where a client connects: host, port and the TLS mode to use."""
@@ -335,21 +341,27 @@ class PostgresCluster:
         with self.primary.connect() as conn:
             conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(
                 sql.Identifier(REPLICATION_USER), sql.Literal(self.replication_password)))
+        self.clone_standby(self.standby)
+
+    def clone_standby(self, standby: PostgresServer) -> None:
+        """Make `standby` a streaming hot standby of the running primary (pg_basebackup), start it
+        and wait until it has caught up. The caller stops it."""
         self.workspace.run(
             [str(PG_BIN / "pg_basebackup"), "-h", LOCALHOST, "-p", str(self.primary.endpoint.port),
-             "-U", REPLICATION_USER, "-D", str(self.standby.datadir), "-R", "-X", "stream", "-c", "fast", "-w",
+             "-U", REPLICATION_USER, "-D", str(standby.datadir), "-R", "-X", "stream", "-c", "fast", "-w",
              "--no-sync"],
             env={"PGPASSWORD": self.replication_password},
         )
-        self.standby.start()
-        self.wait_streaming()
+        standby.start()
+        self.wait_streaming(standby=standby)
 
-    def wait_streaming(self, timeout: float = 60) -> None:
-        """Until the standby streams from the primary and has replayed the primary's current WAL."""
+    def wait_streaming(self, timeout: float = 60, standby: PostgresServer | None = None) -> None:
+        """Until the standby (or `standby`) streams from the primary and has replayed the primary's current WAL."""
         target = self.primary.query("SELECT pg_current_wal_lsn()")[0][0]
+        standby = standby or self.standby
 
         def caught_up():
-            rows = self.standby.query(
+            rows = standby.query(
                 "SELECT status = 'streaming' AND pg_last_wal_replay_lsn() >= %s::pg_lsn FROM pg_stat_wal_receiver",
                 (target,))
             return rows and rows[0][0]
@@ -394,21 +406,22 @@ class PgpoolServer(Service):
 class PgBouncer(Service):
     """PgBouncer in transaction mode in front of one server, scram-sha-256 with SCRAM secrets.
 
-    With `tls` (certificate, key) clients must use TLS and so must PgBouncer to the server."""
+    With `tls` (certificate, key) clients must use TLS and so must PgBouncer to the server.
+    Each instance of a run needs its own `name` (its directory and log)."""
 
     def __init__(self, workspace: Workspace, server: Endpoint, scram_secrets: dict[str, str], pool_size: int,
-                 tls: tuple[str, str] | None = None):
+                 tls: tuple[str, str] | None = None, name: str = "pgbouncer"):
         self.endpoint = Endpoint(free_ports(1)[0], "require" if tls else "disable")
-        directory = workspace.directory("pgbouncer")
+        directory = workspace.directory(name)
         users = "".join(f'"{user}" "{secret}"\n' for user, secret in scram_secrets.items())
-        workspace.write("pgbouncer/userlist.txt", users)
+        workspace.write(f"{name}/userlist.txt", users)
         tls_lines = ""
         if tls:
-            cert = workspace.write("pgbouncer/tls.crt", tls[0])
-            key = workspace.write("pgbouncer/tls.key", tls[1])
+            cert = workspace.write(f"{name}/tls.crt", tls[0])
+            key = workspace.write(f"{name}/tls.key", tls[1])
             tls_lines = (f"client_tls_sslmode = require\nclient_tls_cert_file = {cert}\nclient_tls_key_file = {key}\n"
                          "server_tls_sslmode = require\n")
-        workspace.write("pgbouncer/pgbouncer.ini", (
+        workspace.write(f"{name}/pgbouncer.ini", (
             "[databases]\n"
             f"* = host={server.host} port={server.port}\n"
             "[pgbouncer]\n"
@@ -423,15 +436,31 @@ class PgBouncer(Service):
             "ignore_startup_parameters = extra_float_digits\n"
             + tls_lines
         ))
-        super().__init__(workspace, "pgbouncer", ["/usr/sbin/pgbouncer", str(directory / "pgbouncer.ini")])
+        super().__init__(workspace, name, ["/usr/sbin/pgbouncer", str(directory / "pgbouncer.ini")])
 
     def start(self) -> None:
         super().start()
-        self.wait_ready("listening", self._listening)
+        self.wait_ready("listening", lambda: accepts_connections(self.endpoint))
 
-    def _listening(self) -> bool:
-        with socket.create_connection((LOCALHOST, self.endpoint.port), timeout=1):
-            return True
+
+class HAProxy(Service):
+    """Debian's HAProxy as a TCP front spreading connections over `servers` in turn, as kube-proxy
+    spreads a Service's connections over its pods: per connection, never per query."""
+
+    def __init__(self, workspace: Workspace, name: str, servers: list[Endpoint]):
+        self.endpoint = Endpoint(free_ports(1)[0])
+        lines = [
+            "global", "    maxconn 4096", "    nbthread 1",
+            "defaults", "    mode tcp", "    timeout connect 5s", "    timeout client 1h", "    timeout server 1h",
+            f"listen {name}", f"    bind {LOCALHOST}:{self.endpoint.port}", "    balance roundrobin",
+            *(f"    server server{index} {s.host}:{s.port}" for index, s in enumerate(servers)),
+        ]
+        config = workspace.write(f"{name}/haproxy.cfg", "\n".join(lines) + "\n")
+        super().__init__(workspace, name, ["/usr/sbin/haproxy", "-db", "-f", str(config)])
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready("listening", lambda: accepts_connections(self.endpoint))
 
 
 class HAProxy(Service):

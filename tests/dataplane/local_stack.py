@@ -89,28 +89,30 @@ class LocalDevStack:
         method = self.stack.settings.pgpool.password_encryption  # KubeDB's clientAuthMode follows it
         self.cluster.create(self.stack.user_conf, self.stack.init_sql, certificate, method)
 
-    def pod(self, stack: DevStack | None = None) -> tuple[LocalPod, LocalPorts]:
+    def pod(self, stack: DevStack | None = None, replica_port: int | None = None) -> tuple[LocalPod, LocalPorts]:
         """A new pod's place (nothing created yet) and the ports standing in for its container's."""
         stack = stack or self.stack
         self._pods += 1
         port, pcp_port = free_ports(2)
-        ports = LocalPorts(port, pcp_port, self.cluster.primary.endpoint.port, self.cluster.standby.endpoint.port)
+        ports = LocalPorts(port, pcp_port, self.cluster.primary.endpoint.port,
+                           replica_port or self.cluster.standby.endpoint.port)
         pgpool = stack.settings.pgpool
         pod = LocalPod(stack.pod, self.install, f"{self.pods_dir}/p{self._pods}",
                        {pgpool.port: port, pgpool.pcp_port: pcp_port})
         return pod, ports
 
     def pgpool(self, name: str = "pgpool", edit: Callable[[dict[str, str]], None] | None = None,
-               stack: DevStack | None = None) -> StackPgpool:
+               stack: DevStack | None = None, replica_port: int | None = None) -> StackPgpool:
         """Start a Pgpool-II pod on the local copy of the files the program generated (for `stack`, by
         default this one's; another must share its secrets, see dev_stack): its volumes, its init step,
         then pgpool by the Deployment's command.
 
         `edit` changes the files after the copy was checked: the tests that break one on purpose,
-        and the benchmark's hand-edited variants.
+        and the benchmark's hand-edited variants. `replica_port` puts node 1 (the read-only
+        Service) on another port than the standby's: the benchmark's front to several standbys.
         """
         stack = stack or self.stack
-        pod, ports = self.pod(stack)
+        pod, ports = self.pod(stack, replica_port)
         files = local_files(stack, pod, ports)
         if edit:
             edit(files)
