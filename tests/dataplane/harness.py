@@ -444,16 +444,23 @@ class PgBouncer(Service):
 
 
 class HAProxy(Service):
-    """Debian's HAProxy as a TCP front spreading connections over `servers` in turn, as kube-proxy
-    spreads a Service's connections over its pods: per connection, never per query."""
+    """Debian's HAProxy as a round-robin TCP front standing in for a Service: it spreads connections,
+    never queries, over its servers in turn, as kube-proxy does, with no retries and no health checks,
+    as kube-proxy has none (a connection sent to a pod that refuses it fails). `servers` are there from
+    the start; `slots` are named, disabled places whose address and state change at runtime through the
+    admin socket, as pods come and go."""
 
-    def __init__(self, workspace: Workspace, name: str, servers: list[Endpoint]):
+    def __init__(self, workspace: Workspace, name: str, servers: list[Endpoint] = (), slots: list[str] = ()):
         self.endpoint = Endpoint(free_ports(1)[0])
+        self.proxy = name
+        self.socket = workspace.directory(name) / "admin.sock"
         lines = [
-            "global", "    maxconn 4096", "    nbthread 1",
-            "defaults", "    mode tcp", "    timeout connect 5s", "    timeout client 1h", "    timeout server 1h",
+            "global", f"    stats socket {self.socket} mode 600 level admin", "    maxconn 4096", "    nbthread 1",
+            "defaults", "    mode tcp", "    retries 0", "    timeout connect 5s", "    timeout client 1h",
+            "    timeout server 1h",
             f"listen {name}", f"    bind {LOCALHOST}:{self.endpoint.port}", "    balance roundrobin",
             *(f"    server server{index} {s.host}:{s.port}" for index, s in enumerate(servers)),
+            *(f"    server {slot} {LOCALHOST}:1 disabled" for slot in slots),
         ]
         config = workspace.write(f"{name}/haproxy.cfg", "\n".join(lines) + "\n")
         super().__init__(workspace, name, ["/usr/sbin/haproxy", "-db", "-f", str(config)])
@@ -461,39 +468,6 @@ class HAProxy(Service):
     def start(self) -> None:
         super().start()
         self.wait_ready("listening", lambda: accepts_connections(self.endpoint))
-
-
-class HAProxy(Service):
-    """Debian's HAProxy as a round-robin TCP front standing in for a Service: no retries and no
-    health checks, as kube-proxy has none, so a connection sent to a pod that refuses it fails.
-    Backends are named slots whose address and state change at runtime (stats socket)."""
-
-    def __init__(self, workspace: Workspace, slots: list[str]):
-        self.endpoint = Endpoint(free_ports(1)[0])
-        directory = workspace.directory("haproxy")
-        self.socket = directory / "admin.sock"
-        servers = "".join(f"    server {slot} {LOCALHOST}:1 disabled\n" for slot in slots)
-        config = workspace.write("haproxy/haproxy.cfg", (
-            "global\n"
-            f"    stats socket {self.socket} mode 600 level admin\n"
-            "defaults\n"
-            "    mode tcp\n"
-            "    retries 0\n"
-            "    timeout connect 5s\n"
-            "    timeout client 1h\n"
-            "    timeout server 1h\n"
-            "frontend service\n"
-            f"    bind {LOCALHOST}:{self.endpoint.port}\n"
-            "    default_backend pods\n"
-            "backend pods\n"
-            "    balance roundrobin\n"
-            + servers
-        ))
-        super().__init__(workspace, "haproxy", ["/usr/sbin/haproxy", "-db", "-f", str(config)])
-
-    def start(self) -> None:
-        super().start()
-        self.wait_ready("listening", lambda: socket.create_connection((LOCALHOST, self.endpoint.port), timeout=1))
 
     def admin(self, command: str, success: str = "") -> None:
         """A runtime API command; RuntimeError unless HAProxy answers `success` (or nothing)."""
@@ -506,12 +480,12 @@ class HAProxy(Service):
 
     def add(self, slot: str, port: int) -> None:
         """The slot's endpoint is ready: new connections may go to it."""
-        self.admin(f"set server pods/{slot} addr {LOCALHOST} port {port}", success="changed")
-        self.admin(f"set server pods/{slot} state ready")
+        self.admin(f"set server {self.proxy}/{slot} addr {LOCALHOST} port {port}", success="changed")
+        self.admin(f"set server {self.proxy}/{slot} state ready")
 
     def remove(self, slot: str) -> None:
         """Out of the endpoints: no new connections; established ones go on, as with kube-proxy."""
-        self.admin(f"set server pods/{slot} state maint")
+        self.admin(f"set server {self.proxy}/{slot} state maint")
 
 
 class MetricsExporter(Service):

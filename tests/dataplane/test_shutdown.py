@@ -112,7 +112,7 @@ def rolling_replacement(local: LocalDevStack, stack: DevStack) -> tuple[list[Ter
                                                                          list[PgbenchRun], int]:
     """Two pods, a and b, replaced by c and d under both loads; the runs of each load, and the rows present."""
     user, password = stack.app_user, stack.passwords[stack.app_user]
-    front = HAProxy(local.workspace, ["a", "b", "c", "d"])
+    front = HAProxy(local.workspace, "pods", slots=["a", "b", "c", "d"])
     front.start()
     pods = {"a": local.pgpool("pgpool-a", stack=stack), "b": local.pgpool("pgpool-b", stack=stack)}
     for slot, pgpool in pods.items():
