@@ -43,6 +43,12 @@ wrapper_stamp() {
     echo "$2 $(cat "$scripts_dir/tools/$1"/go.* "$scripts_dir/tools/$1"/*.go 2>/dev/null | sha256sum | cut -c1-16)"
 }
 
+# module_dir MODULE[@VERSION]: where a module's source is, downloading it when the cache has not got it
+# (go list -m alone names no directory for a module never downloaded).
+module_dir() {
+    go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'
+}
+
 # go_build WRAPPER [GO BUILD ARGS...]: builds in the wrapper module, statically, reproducibly.
 go_build() {
     local wrapper="$1"
@@ -72,7 +78,7 @@ build_pulumi_resource_kubernetes() {
     (
         cd "$build_dir"
         local source_dir
-        source_dir="$(go list -mod=readonly -m -f '{{.Dir}}' "$kubernetes_provider_module")/cmd/pulumi-resource-kubernetes"
+        source_dir="$(module_dir "$kubernetes_provider_module")/cmd/pulumi-resource-kubernetes"
         cp "$source_dir"/{main.go,generate.go,schema.json,terraform-mapping.json} .
         chmod u+w ./*
         VERSION="$kubernetes_provider_version" go run -mod=readonly generate.go
@@ -110,7 +116,7 @@ build_kwok() {
     CGO_ENABLED=0 GOBIN="$bin_dir" go install -p 2 -trimpath \
         -ldflags "-X sigs.k8s.io/kwok/pkg/consts.Version=${kwok_version#v}" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version"
     local stages
-    stages="$(go list -m -f '{{.Dir}}' "sigs.k8s.io/kwok@$kwok_version")/kustomize/stage"
+    stages="$(module_dir "sigs.k8s.io/kwok@$kwok_version")/kustomize/stage"
     for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
                  pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
         echo "---"
