@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 
 from components.settings import PROJECT, load_secrets, load_settings
 from tests.built_tools import engine_environment
+from tests.program_run import stack_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "dev"
@@ -85,8 +86,9 @@ class Project:
 def project(tmp_path: Path, pulumi_cli: Path) -> Project:
     root = tmp_path / "project"
     root.mkdir()
-    for name in ("Pulumi.yaml", f"Pulumi.{STACK}.yaml"):
-        shutil.copy(ROOT / name, root / name)
+    shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+    stack_file = f"Pulumi.{STACK}.yaml"
+    (root / stack_file).write_text(yaml.safe_dump(stack_settings(ROOT / stack_file), sort_keys=False))
     shutil.copytree(ROOT / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "init_stack.py", root / "scripts" / "init_stack.py")

@@ -2,7 +2,7 @@
 
 Built-in kinds: the Kubernetes OpenAPI schemas shipped by kubernetes-validate (strict: unknown
 fields are errors, as with `kubectl apply --validate=strict`). KubeDB's Postgres: the
-openAPIV3Schema of the real CustomResourceDefinition in ../shared/crds/, made strict the same
+openAPIV3Schema of the real CustomResourceDefinition in scripts/crds/, made strict the same
 way. Pods are also checked for what the schemas cannot see: references that resolve and mount
 points the container runtime can create.
 """
@@ -22,8 +22,8 @@ from tests.program_run import ROOT, manifest
 
 KUBERNETES_VERSION = "1.37"
 """The newest release whose schemas kubernetes-validate 1.37.0 ships."""
-KUBEDB_CRD = ROOT.parent / "shared" / "crds" / "kubedb.com_postgreses.yaml"
-"""Beside the repository, as CI checks it out."""
+KUBEDB_CRD = ROOT / "scripts" / "crds" / "kubedb.com_postgreses.yaml"
+"""The copy the local cluster installs (scripts/crds/README.md says where it comes from)."""
 NO_SCHEMA_OFFLINE = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 """Prometheus Operator kinds: kubernetes-validate ships no CRD schemas and none is stored here."""
 
@@ -89,7 +89,7 @@ def with_defaults(value: Any, schema: dict) -> Any:
 
 @lru_cache(maxsize=None)
 def kubedb_postgres_schema() -> dict:
-    assert KUBEDB_CRD.is_file(), f"{KUBEDB_CRD} is missing: check out the shared/ directory beside the repository"
+    assert KUBEDB_CRD.is_file(), f"{KUBEDB_CRD} is missing: restore it with git checkout -- scripts/crds"
     crd = yaml.safe_load(KUBEDB_CRD.read_text())
     [version] = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
@@ -226,11 +226,11 @@ def test_kubedb_crd_is_the_real_postgres_crd_and_its_absence_fails(monkeypatch, 
     assert (crd["kind"], crd["spec"]["group"], crd["spec"]["names"]["kind"]) == (
         "CustomResourceDefinition", "kubedb.com", "Postgres")
     assert kubedb_postgres_schema()["properties"]["spec"]["additionalProperties"] is False
-    # CI checks out shared/ beside the repository; without it the schema tests fail, never skip.
+    # Without the CRD the schema tests fail, never skip.
     monkeypatch.setattr(f"{__name__}.KUBEDB_CRD", tmp_path / "missing.yaml")
     kubedb_postgres_schema.cache_clear()
     try:
-        with pytest.raises(AssertionError, match="missing.yaml is missing: check out the shared/ directory"):
+        with pytest.raises(AssertionError, match="missing.yaml is missing: restore it with git checkout"):
             kubedb_postgres_schema()
     finally:
         kubedb_postgres_schema.cache_clear()

@@ -15,7 +15,7 @@ from components.settings import (
     setting_keys,
     unknown_keys,
 )
-from tests.program_run import ROOT, project_defaults
+from tests.program_run import ROOT, project_defaults, stack_settings
 
 BAD_INPUTS = [
     ({"pgpoolMode": "yaml"}, "pgpool-k8s:pgpoolMode = 'yaml': use one of configmap, env"),
@@ -138,8 +138,8 @@ def test_pulumi_yaml_declares_every_setting_with_the_same_default():
 
 
 def test_stack_files_are_valid():
-    for stack in ("dev", "prod"):
-        raw = {k.split(":", 1)[1]: v for k, v in yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"].items()}
+    for stack in ("dev", "prod", "local"):
+        raw = {k.split(":", 1)[1]: v for k, v in stack_settings(ROOT / f"Pulumi.{stack}.yaml")["config"].items()}
         assert unknown_keys(raw) == []
         load_settings(raw, stack)
 

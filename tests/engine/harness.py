@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from tests.built_tools import engine_environment
+from tests.program_run import stack_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "pgpool-k8s"
@@ -72,6 +73,8 @@ class EngineProject:
 
     def __init__(self, directory: Path, state: Path):
         shutil.copytree(ROOT, directory, ignore=COPY_IGNORE)
+        for stack_file in directory.rglob("Pulumi.*.yaml"):
+            stack_file.write_text(yaml.safe_dump(stack_settings(stack_file), sort_keys=False))
         for venv in VENVS:
             (directory / venv).symlink_to(ROOT / venv)
         self.dir = directory
