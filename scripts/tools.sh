@@ -49,18 +49,19 @@ module_dir() {
     go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'
 }
 
-# go_build WRAPPER [GO BUILD ARGS...]: builds in the wrapper module, statically, reproducibly.
+# go_build DIR [GO BUILD ARGS...]: builds in the module at DIR (a wrapper module or a build directory with its
+# go.mod), statically, reproducibly.
 go_build() {
-    local wrapper="$1"
+    local module="$1"
     shift
-    (cd "$scripts_dir/tools/$wrapper" && CGO_ENABLED=0 go build -p 2 -mod=readonly -trimpath "$@")
+    (cd "$module" && CGO_ENABLED=0 go build -p 2 -mod=readonly -trimpath "$@")
 }
 
 pulumi_version=v3.274.1
 
 # Tags and version ldflag as in upstream's release build.
 build_pulumi() {
-    go_build pulumi -tags osusergo,grpcnotrace \
+    go_build "$scripts_dir/tools/pulumi" -tags osusergo,grpcnotrace \
         -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$pulumi_version" \
         -o "$bin_dir/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
 }
@@ -82,10 +83,9 @@ build_pulumi_resource_kubernetes() {
         cp "$source_dir"/{main.go,generate.go,schema.json,terraform-mapping.json} .
         chmod u+w ./*
         VERSION="$kubernetes_provider_version" go run -mod=readonly generate.go
-        CGO_ENABLED=0 go build -p 2 -mod=readonly -trimpath \
-            -ldflags "-X $kubernetes_provider_module/pkg/version.Version=$kubernetes_provider_version" \
-            -o "$bin_dir/pulumi-resource-kubernetes" .
     )
+    go_build "$build_dir" -ldflags "-X $kubernetes_provider_module/pkg/version.Version=$kubernetes_provider_version" \
+        -o "$bin_dir/pulumi-resource-kubernetes" .
     rm -rf "$build_dir"
 }
 
@@ -94,7 +94,7 @@ kubernetes_version=v1.37.2
 # The version ldflags of upstream's build (hack/lib/version.sh); without them clients see v0.0.0.
 build_kubernetes() {
     local minor="${kubernetes_version#v1.}"
-    go_build kubernetes -o "$bin_dir/" -ldflags "-X k8s.io/component-base/version.gitVersion=$kubernetes_version \
+    go_build "$scripts_dir/tools/kubernetes" -o "$bin_dir/" -ldflags "-X k8s.io/component-base/version.gitVersion=$kubernetes_version \
         -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor%%.*} \
         -X k8s.io/component-base/version.gitTreeState=clean" \
         k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
@@ -104,7 +104,7 @@ build_kubernetes() {
 etcd_version=v3.7.3
 
 build_etcd() {
-    go_build etcd -ldflags "-X go.etcd.io/etcd/api/v3/version.GitSHA=$etcd_version" -o "$bin_dir/etcd" .
+    go_build "$scripts_dir/tools/etcd" -ldflags "-X go.etcd.io/etcd/api/v3/version.GitSHA=$etcd_version" -o "$bin_dir/etcd" .
 }
 
 kwok_version=v0.8.0
@@ -131,7 +131,7 @@ promtool_module_version=v0.305.0
 # prometheus/plugins; no build tag selects it. Upstream's other tag, builtinassets, only concerns the
 # web UI, which promtool does not link.
 build_promtool() {
-    go_build promtool -tags netgo \
+    go_build "$scripts_dir/tools/promtool" -tags netgo \
         -ldflags "-X github.com/prometheus/common/version.Version=$promtool_prometheus_version" \
         -o "$bin_dir/promtool" github.com/prometheus/prometheus/cmd/promtool
 }
