@@ -15,11 +15,10 @@ target = settings.target
 # reading them roll by checksum. ConfigMaps stay immutable: a change is a new, auto-named one.
 if target.renders:
     # No cluster configured: write every manifest to a directory to inspect or apply later.
-    provider = k8s.Provider("k8s", render_yaml_to_directory=os.path.join(target.render_dir, settings.stack),
-                            enable_secret_mutable=True)
+    destination = {"render_yaml_to_directory": os.path.join(target.render_dir, settings.stack)}
 else:
-    provider = k8s.Provider("k8s", kubeconfig=target.kubeconfig or None, context=target.context or None,
-                            enable_secret_mutable=True)
+    destination = {"kubeconfig": target.kubeconfig or None, "context": target.context or None}
+provider = k8s.Provider("k8s", enable_secret_mutable=True, **destination)
 
 system = PgpoolStack("pgpool-k8s", settings, secrets, pulumi.ResourceOptions(providers=[provider]))
 

@@ -617,9 +617,8 @@ def load_secrets(settings: StackSettings, secret: Callable[[str], Any]) -> Pgpoo
     init = "run `make init` (scripts/init_stack.py) to generate it, or `pulumi config set --secret"
 
     entrypoint_reads = settings.pgpool.mode == "env"
-    password_limit = MAX_AES_PASSWORD_BYTES if settings.pgpool.password_encryption == "scram-sha-256" else MAX_NAME_BYTES
-
     scram = settings.pgpool.password_encryption == "scram-sha-256"
+    password_limit = MAX_AES_PASSWORD_BYTES if scram else MAX_NAME_BYTES
 
     def need(key: str, limit: int = password_limit, multiline: bool = False, optional: bool = False,
              login: bool = False) -> str:

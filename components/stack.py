@@ -64,7 +64,7 @@ class PgpoolStack(pulumi.ComponentResource):
                 password_encryption=settings.pgpool.password_encryption,
                 production=settings.production,
                 prometheus_operator=prometheus_operator,
-                service_monitor_labels=dict(settings.prometheus.operator_labels) if prometheus_operator else {},
+                service_monitor_labels=dict(settings.prometheus.operator_labels),
             ), in_namespace))
 
         passwords = PasswordRotation(f"{settings.pgpool.name}-passwords", PasswordRotationArgs(

@@ -205,10 +205,9 @@ class LocalCluster:
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
         server = f"https://127.0.0.1:{api_port}"
         state = ClusterState(server=server)
-        for identity in ("admin", "controller-manager", "scheduler", "kwok"):
+        write_kubeconfig(self.kubeconfig, server, self.pki, "admin")
+        for identity in ("controller-manager", "scheduler", "kwok"):
             write_kubeconfig(self.dir / f"{identity}.kubeconfig", server, self.pki, identity)
-        self.kubeconfig.write_text((self.dir / "admin.kubeconfig").read_text())
-        self.kubeconfig.chmod(0o600)
         try:
             self._spawn(state, "etcd", [
                 str(binaries["etcd"]), "--name=local", f"--data-dir={self.dir / 'etcd'}",
@@ -298,14 +297,11 @@ class LocalCluster:
 
     def _crds_established(self) -> bool:
         crds = json.loads(self.kubectl("get", "customresourcedefinitions", "-o", "json").stdout)["items"]
-        return all(any(c["type"] == "Established" and c["status"] == "True"
-                       for c in (crd.get("status") or {}).get("conditions") or []) for crd in crds)
+        return all(_condition_true(crd, "Established") for crd in crds)
 
     def _nodes_ready(self) -> bool:
         nodes = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-        ready = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
-                                         for c in (n.get("status") or {}).get("conditions") or [])]
-        return len(ready) == len(NODES)
+        return sum(_condition_true(node, "Ready") for node in nodes) == len(NODES)
 
     def _stop_processes(self) -> None:
         state = self.state()
@@ -322,6 +318,11 @@ class LocalCluster:
                 log("stopped")
         elif not quiet:
             log("not running")
+
+
+def _condition_true(obj: dict, condition: str) -> bool:
+    return any(c["type"] == condition and c["status"] == "True"
+               for c in (obj.get("status") or {}).get("conditions") or [])
 
 
 def _alive(pid: int) -> bool:

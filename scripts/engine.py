@@ -152,11 +152,12 @@ class Engine:
         return cluster if kubeconfig and (self.project / kubeconfig).resolve() == cluster.kubeconfig else None
 
     def kubectl(self, *args: str) -> subprocess.CompletedProcess:
+        kubeconfig, context = self._config_value("kubeconfig"), self._config_value("kubeContext")
         target = []
-        if self._config_value("kubeconfig"):
-            target += ["--kubeconfig", str(self.project / self._config_value("kubeconfig"))]
-        if self._config_value("kubeContext"):
-            target += ["--context", self._config_value("kubeContext")]
+        if kubeconfig:
+            target += ["--kubeconfig", str(self.project / kubeconfig)]
+        if context:
+            target += ["--context", context]
         return subprocess.run(["kubectl", *target, *args], capture_output=True, text=True)
 
     def run(self, title: str, command: Callable[..., object], **options) -> list[dict]:
@@ -200,9 +201,10 @@ class Engine:
         # Preview first: the engine stops on mandatory violations here, before any write.
         self.preview()
         self.run("up", self.stack.up, **self.policy_options)
-        self.print_outputs()
+        outputs = self.stack.outputs()
+        self.print_outputs(outputs)
         if not self.renders():
-            self.print_cluster_summary()
+            self.print_cluster_summary(outputs["namespace"].value)
 
     def refresh(self) -> None:
         if not self.renders():
@@ -223,8 +225,7 @@ class Engine:
         if cluster and not keep_cluster:
             cluster.stop()
 
-    def print_outputs(self) -> None:
-        outputs = self.stack.outputs()
+    def print_outputs(self, outputs: auto.OutputMap) -> None:
         print("\nOutputs:")
         for key, output in sorted(outputs.items()):
             print(f"  {key}: {'[secret]' if output.secret else json.dumps(output.value)}")
@@ -235,9 +236,7 @@ class Engine:
             for path in sorted(directory.rglob("*.yaml")):
                 print(f"  {path.relative_to(directory)}")
 
-
-    def print_cluster_summary(self) -> None:
-        namespace = self.stack.outputs()["namespace"].value
+    def print_cluster_summary(self, namespace: str) -> None:
         print(f"\nWhat the stack runs in namespace {namespace}:")
         kinds = SUMMARY_KINDS
         if self.kubectl("get", "crd", "postgreses.kubedb.com").returncode == 0:
@@ -263,10 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         policy_config = args.policy_config.resolve() if args.policy_config else None
         engine = Engine(project, args.stack, args.events, create=args.command in ("up", "preview"),
                         policy_config=policy_config)
+        cluster = engine.local_cluster()
         if engine.renders():
             os.environ.pop("KUBECONFIG", None)
-        elif engine.local_cluster():
-            engine.local_cluster().start()
+        elif cluster:
+            cluster.start()
         if args.command == "destroy":
             engine.destroy(keep_cluster=args.keep_cluster)
         else:
