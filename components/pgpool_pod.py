@@ -11,7 +11,7 @@ pod would.
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from components import pgpool_config as conf

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
-from components.config_schema import (
+from components.config_schema import (  # PROJECT and SettingsError: the settings layer's, for its callers
     PROJECT,
     Boolean,
     Choice,
@@ -39,8 +39,6 @@ from components.config_schema import (
 )
 from components.operators import OPERATORS, Backends, Operator
 from components.pgpool_image import PGPOOL_IMAGE
-
-__all__ = ["PROJECT", "SettingsError"]  # re-exported: the settings layer's name and error
 
 MODES = ("configmap", "env")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
