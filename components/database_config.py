@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from components.settings import Credential, DatabaseSettings
+from components.settings import DatabaseSettings
+from components.stack_secrets import Credential
 
 
 def sql_literal(value: str) -> str:

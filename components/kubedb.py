@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.backends import Backends, backends_for
 from components.database_config import render_init_sql, render_user_conf
 from components.k8s_secret import kubernetes_secret
-from components.settings import Credential, DatabaseSettings
+from components.settings import DatabaseSettings
+from components.stack_secrets import Credential
 from components.workload import metadata_labels
 
 EXPORTER_PORT = 56790  # KubeDB's default postgres_exporter port
@@ -57,59 +57,29 @@ class KubeDBPostgres(pulumi.ComponentResource):
         db, ns = args.database, args.namespace
         child = pulumi.ResourceOptions(parent=self)
         labels = metadata_labels(db.cluster_name, "postgres", args.production)
-        backends: Backends = backends_for(db)
-
-        auth_name, config_name, init_name = (backends.credentials_secret, f"{db.cluster_name}-config",
-                                             f"{db.cluster_name}-init")
+        backends = db.backends
+        names = SecretNames(backends.credentials_secret, f"{db.cluster_name}-config", f"{db.cluster_name}-init")
         secrets = [
-            kubernetes_secret(auth_name, ns, labels,
+            kubernetes_secret(names.auth, ns, labels,
                               {"username": args.superuser.name, "password": args.superuser.password}, child,
                               "kubernetes.io/basic-auth"),
-            kubernetes_secret(config_name, ns, labels, {"user.conf": render_user_conf(db, args.password_encryption)},
+            kubernetes_secret(names.config, ns, labels, {"user.conf": render_user_conf(db, args.password_encryption)},
                               child),
-            kubernetes_secret(init_name, ns, labels, {"init.sql": render_init_sql(args.roles, args.monitor_user)},
+            kubernetes_secret(names.init, ns, labels, {"init.sql": render_init_sql(args.roles, args.monitor_user)},
                               child),
         ]
-
-        storage = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": db.storage_size}}}
-        if db.storage_class:
-            storage["storageClassName"] = db.storage_class
-        spec = {
-            "version": db.version,
-            "replicas": db.replicas,
-            "standbyMode": "Hot",
-            "streamingMode": db.streaming_mode,
-            "clientAuthMode": "md5" if args.password_encryption == "md5" else "scram",
-            "authSecret": {"name": auth_name},
-            "configSecret": {"name": config_name},
-            "init": {"script": {"scriptPath": "/var/initdb", "secret": {"secretName": init_name}}},
-            "storageType": "Durable",
-            "storage": storage,
-            "deletionPolicy": db.deletion_policy,
-        }
-        if db.monitoring:
-            spec["monitor"] = {
-                "agent": "prometheus.io/operator" if args.prometheus_operator else "prometheus.io/builtin",
-                "prometheus": {"exporter": {
-                    "port": EXPORTER_PORT,
-                    "resources": {"requests": {"cpu": "25m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
-                }},
-            }
-            if args.prometheus_operator:
-                spec["monitor"]["prometheus"]["serviceMonitor"] = {
-                    "labels": {**labels, **args.service_monitor_labels}, "interval": "30s"}
         self.postgres = k8s.apiextensions.CustomResource(
             db.cluster_name,
             api_version="kubedb.com/v1",
             kind="Postgres",
             metadata={"name": db.cluster_name, "namespace": ns, "labels": labels},
-            spec=spec,
+            spec=postgres_spec(args, names, labels),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=secrets)),
         )
         self.primary_service = backends.primary_service
         self.standby_service = backends.replica_service
         self.port = db.port
-        self.auth_secret_name = auth_name
+        self.auth_secret_name = names.auth
         self.superuser_password = pulumi.Output.secret(args.superuser.password)
         self.register_outputs({
             "primary_service": self.primary_service,
@@ -118,3 +88,45 @@ class KubeDBPostgres(pulumi.ComponentResource):
             "auth_secret_name": self.auth_secret_name,
             "superuser_password": self.superuser_password,
         })
+
+
+@dataclass(frozen=True)
+class SecretNames:
+    """The Postgres' Secrets, named as plain strings: fixed for the life of the database."""
+
+    auth: str
+    config: str
+    init: str
+
+
+def postgres_spec(args: KubeDBPostgresArgs, names: SecretNames, labels: dict[str, str]) -> dict:
+    """The Postgres' spec: hot standbys, the Secrets above, and KubeDB's exporter when monitored."""
+    db = args.database
+    storage = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": db.storage_size}}}
+    if db.storage_class:
+        storage["storageClassName"] = db.storage_class
+    spec = {
+        "version": db.version,
+        "replicas": db.replicas,
+        "standbyMode": "Hot",
+        "streamingMode": db.streaming_mode,
+        "clientAuthMode": "md5" if args.password_encryption == "md5" else "scram",
+        "authSecret": {"name": names.auth},
+        "configSecret": {"name": names.config},
+        "init": {"script": {"scriptPath": "/var/initdb", "secret": {"secretName": names.init}}},
+        "storageType": "Durable",
+        "storage": storage,
+        "deletionPolicy": db.deletion_policy,
+    }
+    if db.monitoring:
+        spec["monitor"] = {
+            "agent": "prometheus.io/operator" if args.prometheus_operator else "prometheus.io/builtin",
+            "prometheus": {"exporter": {
+                "port": EXPORTER_PORT,
+                "resources": {"requests": {"cpu": "25m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+            }},
+        }
+        if args.prometheus_operator:
+            spec["monitor"]["prometheus"]["serviceMonitor"] = {
+                "labels": {**labels, **args.service_monitor_labels}, "interval": "30s"}
+    return spec

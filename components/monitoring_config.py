@@ -163,10 +163,18 @@ def alert_rule_groups(settings: PrometheusSettings, pgpool_service: str, namespa
     _check_name("namespace", namespace)
     if postgres_metrics_service:
         _check_name("postgres_metrics_service", postgres_metrics_service)
+    return [
+        {"name": "pgpool", "rules": _pgpool_rules(settings, pgpool_service, namespace)},
+        {"name": "postgres", "rules": _postgres_rules(settings, namespace, postgres_metrics_service)},
+    ]
+
+
+def _pgpool_rules(settings: PrometheusSettings, pgpool_service: str, namespace: str) -> list[dict[str, Any]]:
+    """Pgpool-II's pods and their pgpool2_exporter sidecars."""
     pgpool = {"namespace": namespace, "service": pgpool_service}
     target_up = _selector("up", **pgpool)
     delay_bytes = settings.replication_delay_alert_bytes
-    pgpool_rules = [
+    return [
         _alert(
             "PgpoolDown",
             f"{target_up} == 0 or absent({target_up})",
@@ -203,6 +211,10 @@ def alert_rule_groups(settings: PrometheusSettings, pgpool_service: str, namespa
             "Pgpool-II measures it only when srCheckPeriod > 0; with 0 it stays 0 and this never fires.",
         ),
     ]
+
+
+def _postgres_rules(settings: PrometheusSettings, namespace: str, postgres_metrics_service: str) -> list[dict[str, Any]]:
+    """The PostgreSQL servers, through their postgres_exporter sidecars."""
     lag = _selector("pg_replication_lag_seconds", namespace=namespace)
     # The lag is the age of the last replayed transaction, so it also grows on an idle cluster;
     # drop standbys the primary reports as fully replayed (application_name is the pod name).
@@ -215,7 +227,7 @@ def alert_rule_groups(settings: PrometheusSettings, pgpool_service: str, namespa
     backend_down = f'{_selector("pg_up", namespace=namespace)} == 0'
     if postgres_metrics_service:
         backend_down += f' or {_selector("up", namespace=namespace, service=postgres_metrics_service)} == 0'
-    postgres_rules = [
+    return [
         _alert(
             "PostgresBackendDown",
             backend_down,
@@ -233,10 +245,6 @@ def alert_rule_groups(settings: PrometheusSettings, pgpool_service: str, namespa
             "The standby last replayed a transaction {{ $value | humanizeDuration }} ago while the "
             "primary has WAL it has not replayed, or it is not connected to the primary.",
         ),
-    ]
-    return [
-        {"name": "pgpool", "rules": pgpool_rules},
-        {"name": "postgres", "rules": postgres_rules},
     ]
 
 
@@ -300,10 +308,28 @@ def render_grafana_dashboard(pgpool_service: str, namespace: str) -> str:
     """Grafana dashboard JSON for one Pgpool-II and the PostgreSQL servers in its namespace."""
     _check_name("pgpool_service", pgpool_service)
     _check_name("namespace", namespace)
-    pgpool = f'namespace="{namespace}",service="{pgpool_service}"'
-    postgres = f'namespace="{namespace}",service=~"$postgres_service"'
+    dashboard = {
+        "uid": "pgpool-" + hashlib.sha256(f"{namespace}/{pgpool_service}".encode()).hexdigest()[:16],
+        "title": f"Pgpool-II {namespace}/{pgpool_service}",
+        "tags": ["pgpool", "postgresql"],
+        "schemaVersion": GRAFANA_SCHEMA_VERSION,
+        "version": 1,
+        "editable": True,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "timezone": "browser",
+        "templating": {"list": _variables(namespace)},
+        "annotations": {"list": []},
+        "panels": _layout([("Pgpool-II", _pgpool_panels(f'namespace="{namespace}",service="{pgpool_service}"')),
+                           ("PostgreSQL", _postgres_panels(f'namespace="{namespace}",service=~"$postgres_service"'))]),
+    }
+    return json.dumps(dashboard, sort_keys=True, indent=2) + "\n"
+
+
+def _pgpool_panels(pgpool: str) -> list[dict[str, Any]]:
+    """Panels of the pgpool2_exporter series selected by `pgpool` (label matchers)."""
     rate = "$__rate_interval"
-    pgpool_panels = [
+    return [
         _panel("stat", "Pgpool-II up", "none", [(f"pgpool2_up{{{pgpool}}}", "{{pod}}")],
                defaults=_up_down_mappings()),
         # pgpool2_frontend_used has a series per user and database in use, none when idle;
@@ -322,7 +348,12 @@ def render_grafana_dashboard(pgpool_service: str, namespace: str) -> str:
         _panel("timeseries", "Replication delay seen by Pgpool-II (needs srCheckPeriod > 0)", "bytes",
                [(f"max by (hostname) (pgpool2_pool_nodes_replication_delay{{{pgpool}}})", "{{hostname}}")]),
     ]
-    postgres_panels = [
+
+
+def _postgres_panels(postgres: str) -> list[dict[str, Any]]:
+    """Panels of the postgres_exporter series selected by `postgres` (label matchers)."""
+    rate = "$__rate_interval"
+    return [
         # Per pod from its own exporter: Pgpool-II's node status stays up while a server is down.
         _panel("stat", "PostgreSQL up", "none", [(f"pg_up{{{postgres}}}", "{{pod}}")],
                defaults=_up_down_mappings()),
@@ -336,27 +367,17 @@ def render_grafana_dashboard(pgpool_service: str, namespace: str) -> str:
                [(f"max by (application_name) (pg_stat_replication_pg_wal_lsn_diff{{{postgres}}})",
                  "{{application_name}}")]),
     ]
+
+
+def _variables(namespace: str) -> list[dict[str, Any]]:
+    """The data source, and the PostgreSQL metrics Services of the namespace to show."""
     services_query = f'label_values(pg_up{{namespace="{namespace}"}}, service)'
-    dashboard = {
-        "uid": "pgpool-" + hashlib.sha256(f"{namespace}/{pgpool_service}".encode()).hexdigest()[:16],
-        "title": f"Pgpool-II {namespace}/{pgpool_service}",
-        "tags": ["pgpool", "postgresql"],
-        "schemaVersion": GRAFANA_SCHEMA_VERSION,
-        "version": 1,
-        "editable": True,
-        "refresh": "30s",
-        "time": {"from": "now-6h", "to": "now"},
-        "timezone": "browser",
-        "templating": {"list": [
-            {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
-             "current": {}, "hide": 0, "options": [], "refresh": 1, "regex": ""},
-            {"name": "postgres_service", "label": "PostgreSQL metrics Service", "type": "query",
-             "datasource": _DATASOURCE, "definition": services_query,
-             "query": {"query": services_query, "refId": "PostgresServices"},
-             "current": {}, "hide": 0, "includeAll": True, "allValue": ".+", "multi": True,
-             "options": [], "refresh": 2, "regex": "", "sort": 1},
-        ]},
-        "annotations": {"list": []},
-        "panels": _layout([("Pgpool-II", pgpool_panels), ("PostgreSQL", postgres_panels)]),
-    }
-    return json.dumps(dashboard, sort_keys=True, indent=2) + "\n"
+    return [
+        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+         "current": {}, "hide": 0, "options": [], "refresh": 1, "regex": ""},
+        {"name": "postgres_service", "label": "PostgreSQL metrics Service", "type": "query",
+         "datasource": _DATASOURCE, "definition": services_query,
+         "query": {"query": services_query, "refId": "PostgresServices"},
+         "current": {}, "hide": 0, "includeAll": True, "allValue": ".+", "multi": True,
+         "options": [], "refresh": 2, "regex": "", "sort": 1},
+    ]

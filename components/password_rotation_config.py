@@ -17,7 +17,7 @@ from typing import Sequence
 
 from components.database_config import sql_identifier, sql_literal
 from components.scram import md5_verifier, scram_salt, scram_sha_256_verifier
-from components.settings import Credential
+from components.stack_secrets import Credential
 
 ROLES_SQL = "roles.sql"
 PREVIOUS_PASSWORD = "previous-password"

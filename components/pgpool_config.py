@@ -1,5 +1,6 @@
-"""Pure renderers of Pgpool-II's files: pgpool.conf (or its PGPOOL_PARAMS_* env form), pool_hba.conf,
-pool_passwd, .pgpoolkey, pcp.conf and .pcppass.
+"""Pgpool-II's files: which ones each configuration mode puts into which object (`pgpool_files`), and
+the pure renderers of pgpool.conf (or its PGPOOL_PARAMS_* env form), pool_hba.conf, pool_passwd,
+.pgpoolkey, pcp.conf and .pcppass.
 
 Deterministic text from settings, no I/O and no Pulumi, so the component, the data-plane harness and
 the tests all render the same bytes. Every value reaching a file is checked against the reader of that
@@ -12,23 +13,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from components.backends import Backends
+from components.operators import Backends
 from components.pgpool_image import PGPOOL_IMAGE
 from components.settings import (
     MAX_AES_PASSWORD_BYTES,
     MAX_NAME_BYTES,
     MAX_PCP_USER_BYTES,
     MAX_POOL_KEY_BYTES,
-    Credential,
     PgpoolSettings,
 )
+from components.stack_secrets import Credential, PgpoolSecrets
 
 ConfValue = bool | int | str | PurePosixPath
 """A pgpool.conf value; PurePosixPath marks a path the image's entrypoint sets itself in env mode."""
@@ -117,6 +118,94 @@ def pgpool_stop_command(mode: str, paths: PgpoolPaths = PgpoolPaths(),
     return [binary, "-f", paths.pgpool_conf, "-m", mode, "stop"]
 
 
+# --- which file goes where, per configuration mode ------------------------------------------------
+
+PCP_SECRET = "pcp"
+"""Object suffix of the PCP user's Secret (env mode)."""
+ENV_MODE_PATHS = PgpoolPaths(config_dir=PGPOOL_IMAGE.etc_dir, secrets_dir=PGPOOL_IMAGE.etc_dir)
+"""Env mode: where the image's entrypoint writes the files pgpool reads (its etc dir)."""
+
+
+@dataclass(frozen=True)
+class PgpoolArgs:
+    """What the Pgpool-II component is given."""
+
+    settings: PgpoolSettings
+    backends: Backends
+    namespace: str
+    secrets: PgpoolSecrets = field(repr=False)
+    production: bool = False
+    prometheus_peer: dict = field(default_factory=dict)
+    """NetworkPolicy peer (snake_case) of the Prometheus allowed to scrape the exporter; empty admits none."""
+
+
+@dataclass(frozen=True)
+class PgpoolFiles:
+    """What the pod reads, by object: every value here belongs in a ConfigMap or Secret."""
+
+    config: dict[str, str]
+    """ConfigMap <name>-config (no secret in it)."""
+    secret: dict[str, str] = field(repr=False)
+    """Secret <name>-files."""
+    tls: dict[str, str] = field(repr=False)
+    """Secret <name>-tls (the generated certificate); empty when ssl is off or tlsSecretName is set."""
+    credentials: dict[str, Credential] = field(repr=False)
+    """Secret (username, password) this stack creates, by object suffix: user-<user> for the monitor and
+    application users and, in env mode, PCP_SECRET for the PCP user."""
+    params: tuple[tuple[str, str], ...]
+    """Env mode: the PGPOOL_PARAMS_* variables."""
+    checksum: str
+    """Hash of everything above and of the credentials read from the operator; a change rolls the pods."""
+
+
+def _configmap_mode_files(args: PgpoolArgs) -> tuple[dict[str, str], dict[str, str], tuple[tuple[str, str], ...]]:
+    """The whole pgpool.conf and pool_hba.conf in the ConfigMap, the credentials in the files Secret;
+    pgpool runs on them directly."""
+    s, sec = args.settings, args.secrets
+    config = {"pgpool.conf": render_pgpool_conf(s, args.backends, args.namespace),
+              "pool_hba.conf": render_pool_hba(s)}
+    secret = {
+        "pool_passwd": render_pool_passwd(sec.users, s.password_encryption, sec.pool_key),
+        ".pgpoolkey": render_pool_key(sec.pool_key),
+        "pcp.conf": render_pcp_conf(sec.pcp),
+        "pcppass": render_pcppass(sec.pcp, s.pcp_port),
+    }
+    return config, secret, ()
+
+
+def _env_mode_files(args: PgpoolArgs) -> tuple[dict[str, str], dict[str, str], tuple[tuple[str, str], ...]]:
+    """PGPOOL_PARAMS_* variables for the image's entrypoint, which writes pgpool.conf, pool_passwd,
+    pcp.conf and a new pool key at every start; pool_hba.conf and the probe's pcppass as files."""
+    s = args.settings
+    params = (*render_pgpool_env(s, args.backends, args.namespace),
+              ("PGPOOL_PASSWORD_ENCRYPTION_METHOD", s.password_encryption),
+              ("PGPOOL_ENABLE_POOL_PASSWD", "true"))
+    return {"pool_hba.conf": render_pool_hba(s)}, {"pcppass": render_pcppass(args.secrets.pcp, s.pcp_port)}, params
+
+
+MODE_FILES: dict[str, Callable[[PgpoolArgs], tuple[dict[str, str], dict[str, str], tuple[tuple[str, str], ...]]]] = {
+    "configmap": _configmap_mode_files, "env": _env_mode_files}
+"""(ConfigMap data, files Secret data, PGPOOL_PARAMS_* variables) of each pgpoolMode."""
+
+
+def pgpool_files(args: PgpoolArgs) -> PgpoolFiles:
+    """Every file and credential the pod reads, by the object that holds it."""
+    s, sec = args.settings, args.secrets
+    config, secret, params = MODE_FILES[s.mode](args)
+    tls = {"tls.crt": sec.tls_cert, "tls.key": sec.tls_key} if s.ssl and not s.tls_secret_name else {}
+    # The superuser's Secret belongs to the database operator; the stack makes one per other role.
+    credentials = {f"user-{u.name.replace('_', '-')}": u for u in sec.stack_roles}
+    if s.mode == "env":
+        credentials[PCP_SECRET] = sec.pcp
+    checksum = config_checksum(
+        *[f"{name}\n{text}" for name, text in sorted({**config, **secret, **tls}.items())],
+        *[f"{name}={value}" for name, value in params],
+        *[f"{u.name}:{u.password}" for u in sec.users + (sec.pcp,)],
+        s.tls_secret_name,
+    )
+    return PgpoolFiles(config, secret, tls, credentials, params, checksum)
+
+
 # --- pgpool.conf values ------------------------------------------------------------------
 
 
@@ -178,76 +267,106 @@ Block = tuple[str, tuple[tuple[str, ConfValue], ...]]
 """A comment naming the rule a group of parameters implements, and the parameters."""
 
 
+def _listening(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
+    return ("Guide: listen on every address, clients come through the Service. PCP on the unix socket only.", (
+        ("listen_addresses", "*"),
+        ("port", pgpool.port),
+        # PCP can detach backends and stop pgpool: TCP only when pcpOverTcp opens it.
+        ("pcp_listen_addresses", "*" if pgpool.pcp_over_tcp else ""),
+        ("pcp_port", pgpool.pcp_port),
+    ))
+
+
+def _files(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
+    sockets = PurePosixPath(paths.socket_dir)  # PurePosixPath marks the paths the image manages in env mode
+    return ("Files. Both socket names: 4.4 renamed socket_dir; each version ignores the other one.", (
+        # A plain string: the image's entrypoint sets socket_dir but not the 4.4 name, so env
+        # mode needs it too or 4.4+ puts the socket in /tmp instead of the sockets volume.
+        ("unix_socket_directories", paths.socket_dir),
+        ("socket_dir", sockets),
+        ("pcp_socket_dir", sockets),
+        ("wd_ipc_socket_dir", sockets),
+        ("pid_file_name", PurePosixPath(paths.pid_file)),
+        ("logdir", PurePosixPath(paths.logdir)),
+    ))
+
+
+def _backends(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
+    return ("Guide 'Backend settings': node 0 = primary Service, node 1 = replica Service.", (
+        ("backend_clustering_mode", "streaming_replication"),
+        *_backend(0, backends.host(backends.primary_service, namespace), backends.port,
+                  pgpool.backend_weight0, "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER"),
+        *_backend(1, backends.host(backends.replica_service, namespace), backends.port,
+                  pgpool.backend_weight1, "DISALLOW_TO_FAILOVER"),
+    ))
+
+
+def _no_failover(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
+    return ("Guide 'Automated failover': health check, failover and watchdog off.", (
+        ("failover_on_backend_error", False),
+        ("health_check_period", 0),
+        ("failover_command", ""),
+        ("failback_command", ""),
+        ("use_watchdog", False),
+    ))
+
+
+def _pooling(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
+    return ("Guide 'Load balancing', pooling; reserved_connections: excess clients get an error, not a hang.", (
+        ("load_balance_mode", True),
+        ("connection_cache", True),
+        ("statement_level_load_balance", pgpool.statement_level_load_balance),
+        ("disable_load_balance_on_write", pgpool.disable_load_balance_on_write),
+        ("num_init_children", pgpool.num_init_children),
+        ("max_pool", pgpool.max_pool),
+        ("reserved_connections", pgpool.reserved_connections),
+        ("child_life_time", pgpool.child_life_time),
+        ("connection_life_time", pgpool.connection_life_time),
+        ("client_idle_limit", pgpool.client_idle_limit),
+    ))
+
+
+def _replication_check(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
+    return ("Guide 'Streaming replication check': empty sr_check_password = take it from pool_passwd.", (
+        ("sr_check_period", pgpool.sr_check_period),
+        ("sr_check_user", pgpool.sr_check_user),
+        ("sr_check_password", ""),
+    ))
+
+
+def _client_auth(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
+    return ("Guide 'Register password to pool_passwd', 'Generating pool_hba.conf': no clear-text auth.", (
+        ("enable_pool_hba", True),
+        ("pool_passwd", PurePosixPath(paths.pool_passwd)),
+        ("allow_clear_text_frontend_auth", False),
+    ))
+
+
+def _tls(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
+    files = (("ssl_key", PurePosixPath(paths.tls_key)), ("ssl_cert", PurePosixPath(paths.tls_cert)))
+    return ("Guide 'TLS settings': AEAD suites only, so TLS 1.2 at least.", (
+        ("ssl", pgpool.ssl),
+        *(files if pgpool.ssl else ()),
+        ("ssl_ciphers", SSL_CIPHERS),
+        ("ssl_prefer_server_ciphers", True),
+    ))
+
+
+def _logging(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
+    return ("Logs to stderr for the container runtime.", (
+        ("log_destination", "stderr"),
+        ("logging_collector", False),
+        ("log_line_prefix", LOG_LINE_PREFIX),
+    ))
+
+
+BLOCKS = (_listening, _files, _backends, _no_failover, _pooling, _replication_check, _client_auth, _tls, _logging)
+"""pgpool.conf's blocks, in file order: each the parameters of one rule."""
+
+
 def _blocks(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> list[Block]:
     """Every parameter, grouped by the rule it implements; the single source of both forms."""
-    path = PurePosixPath  # marks the paths the image manages in env mode
-    sockets = path(paths.socket_dir)
-    return [
-        ("Guide: listen on every address, clients come through the Service. PCP on the unix socket only.", (
-            ("listen_addresses", "*"),
-            ("port", pgpool.port),
-            # PCP can detach backends and stop pgpool: TCP only when pcpOverTcp opens it.
-            ("pcp_listen_addresses", "*" if pgpool.pcp_over_tcp else ""),
-            ("pcp_port", pgpool.pcp_port),
-        )),
-        ("Files. Both socket names: 4.4 renamed socket_dir; each version ignores the other one.", (
-            # A plain string: the image's entrypoint sets socket_dir but not the 4.4 name, so env
-            # mode needs it too or 4.4+ puts the socket in /tmp instead of the sockets volume.
-            ("unix_socket_directories", paths.socket_dir),
-            ("socket_dir", sockets),
-            ("pcp_socket_dir", sockets),
-            ("wd_ipc_socket_dir", sockets),
-            ("pid_file_name", path(paths.pid_file)),
-            ("logdir", path(paths.logdir)),
-        )),
-        ("Guide 'Backend settings': node 0 = primary Service, node 1 = replica Service.", (
-            ("backend_clustering_mode", "streaming_replication"),
-            *_backend(0, backends.host(backends.primary_service, namespace), backends.port,
-                      pgpool.backend_weight0, "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER"),
-            *_backend(1, backends.host(backends.replica_service, namespace), backends.port,
-                      pgpool.backend_weight1, "DISALLOW_TO_FAILOVER"),
-        )),
-        ("Guide 'Automated failover': health check, failover and watchdog off.", (
-            ("failover_on_backend_error", False),
-            ("health_check_period", 0),
-            ("failover_command", ""),
-            ("failback_command", ""),
-            ("use_watchdog", False),
-        )),
-        ("Guide 'Load balancing', pooling; reserved_connections: excess clients get an error, not a hang.", (
-            ("load_balance_mode", True),
-            ("connection_cache", True),
-            ("statement_level_load_balance", pgpool.statement_level_load_balance),
-            ("disable_load_balance_on_write", pgpool.disable_load_balance_on_write),
-            ("num_init_children", pgpool.num_init_children),
-            ("max_pool", pgpool.max_pool),
-            ("reserved_connections", pgpool.reserved_connections),
-            ("child_life_time", pgpool.child_life_time),
-            ("connection_life_time", pgpool.connection_life_time),
-            ("client_idle_limit", pgpool.client_idle_limit),
-        )),
-        ("Guide 'Streaming replication check': empty sr_check_password = take it from pool_passwd.", (
-            ("sr_check_period", pgpool.sr_check_period),
-            ("sr_check_user", pgpool.sr_check_user),
-            ("sr_check_password", ""),
-        )),
-        ("Guide 'Register password to pool_passwd', 'Generating pool_hba.conf': no clear-text auth.", (
-            ("enable_pool_hba", True),
-            ("pool_passwd", path(paths.pool_passwd)),
-            ("allow_clear_text_frontend_auth", False),
-        )),
-        ("Guide 'TLS settings': AEAD suites only, so TLS 1.2 at least.", (
-            ("ssl", pgpool.ssl),
-            *((("ssl_key", path(paths.tls_key)), ("ssl_cert", path(paths.tls_cert))) if pgpool.ssl else ()),
-            ("ssl_ciphers", SSL_CIPHERS),
-            ("ssl_prefer_server_ciphers", True),
-        )),
-        ("Logs to stderr for the container runtime.", (
-            ("log_destination", "stderr"),
-            ("logging_collector", False),
-            ("log_line_prefix", LOG_LINE_PREFIX),
-        )),
-    ]
+    return [block(pgpool, backends, namespace, paths) for block in BLOCKS]
 
 
 def _backend(node: int, host: str, port: int, weight: int, flag: str) -> tuple[tuple[str, ConfValue], ...]:

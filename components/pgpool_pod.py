@@ -1,28 +1,28 @@
-"""The Pgpool-II pod as plain data: one plan per configuration mode, built from the image contract.
+"""The Pgpool-II pod as plain data: one layout per configuration mode, built from the image contract.
 
-`pgpool_files` decides what goes into the ConfigMap and Secrets the pod reads; once the component has
-registered them, `pod_plan` lays out the pod around their names (plain strings here, Pulumi outputs
-of auto-named objects in the component): env, volumes, mounts, the init step, the command, probes
-and the preStop hook. `pod_template`, `network_policy_spec` and `disruption_budget_spec` turn that
-into the Kubernetes specs. No Pulumi import: all of it is tested without mocks, and the data-plane
-harness runs the plan's commands as the pod would.
+Once the component has registered the ConfigMap and Secrets of `pgpool_files` (components/pgpool_config.py),
+`pgpool_workload` lays out everything around their names (plain strings here, Pulumi outputs of
+auto-named objects in the component): the pod plan (env, volumes, mounts, the init step, the command,
+probes and the preStop hook), the pod template, the disruption budget and the NetworkPolicy. No Pulumi
+import: all of it is tested without mocks, and the data-plane harness runs the plan's commands as the
+pod would.
 """
 
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from components import pgpool_config as conf
-from components.backends import Backends
+from components.pgpool_config import PgpoolArgs, PgpoolFiles
 from components.pgpool_image import PGPOOL_IMAGE
-from components.settings import Credential, PgpoolSecrets, PgpoolSettings, env_prefix
+from components.settings import PgpoolSettings, env_prefix
 from components.workload import (
     container_security_context,
     empty_dir,
-    pod_security_context,
     resources,
+    restricted_pod_spec,
     secret_env,
     soft_anti_affinity,
 )
@@ -39,40 +39,8 @@ EXPORTER_UID = 65534
 """The exporter image runs as root by default."""
 PROBE_DATABASE = "postgres"
 TLS_FILES = ("tls.crt", "tls.key")
-PCP_SECRET = "pcp"
-"""Object suffix of the PCP user's Secret (env mode)."""
 Name = Any
 """The name of a Kubernetes object: a string, or a Pulumi output of an auto-named object."""
-
-
-@dataclass(frozen=True)
-class PgpoolArgs:
-    settings: PgpoolSettings
-    backends: Backends
-    namespace: str
-    secrets: PgpoolSecrets = field(repr=False)
-    production: bool = False
-    prometheus_peer: dict = field(default_factory=dict)
-    """NetworkPolicy peer (snake_case) of the Prometheus allowed to scrape the exporter; empty admits none."""
-
-
-@dataclass(frozen=True)
-class PgpoolFiles:
-    """What the pod reads, by object: every value here belongs in a ConfigMap or Secret."""
-
-    config: dict[str, str]
-    """ConfigMap <name>-config (no secret in it)."""
-    secret: dict[str, str] = field(repr=False)
-    """Secret <name>-files."""
-    tls: dict[str, str] = field(repr=False)
-    """Secret <name>-tls (the generated certificate); empty when ssl is off or tlsSecretName is set."""
-    credentials: dict[str, Credential] = field(repr=False)
-    """Secret (username, password) this stack creates, by object suffix: user-<user> for the monitor and
-    application users and, in env mode, PCP_SECRET for the PCP user."""
-    params: tuple[tuple[str, str], ...]
-    """Env mode: the PGPOOL_PARAMS_* variables."""
-    checksum: str
-    """Hash of everything above and of the credentials read from the operator; a change rolls the pods."""
 
 
 @dataclass(frozen=True)
@@ -127,21 +95,14 @@ class _Mode:
     """Where pgpool reads pgpool.conf, pool_hba.conf, pcp.conf and the pool key."""
     tls_target = paths.secrets_dir
     """Where the init step puts tls.crt and tls.key."""
+    pcppass = paths.pcppass
+    """The PCPPASSFILE of the liveness probe's `pcp_node_count -w`."""
     command: list[str] | None = None
     """The container's command (None: the image's ENTRYPOINT)."""
     args: list[str] | None = None
     """The container's args (None: the image's CMD)."""
-
-    def files(self, args: PgpoolArgs) -> tuple[dict[str, str], dict[str, str]]:
-        """(ConfigMap data, files Secret data)."""
-        raise NotImplementedError
-
-    def params(self, args: PgpoolArgs) -> tuple[tuple[str, str], ...]:
-        return ()
-
-    def credentials(self, args: PgpoolArgs) -> dict[str, Credential]:
-        users = args.secrets.users[1:]  # the superuser's Secret belongs to the database operator
-        return {f"user-{u.name.replace('_', '-')}": u for u in users}
+    fast_stop = conf.pgpool_stop_command("fast", pgpool_paths)
+    """Pgpool-II's fast shutdown, for pgpoolShutdownMode fast."""
 
     def env(self, args: PgpoolArgs, objects: PodObjects, files: PgpoolFiles) -> list[dict]:
         return []
@@ -187,18 +148,6 @@ class _ConfigMapMode(_Mode):
 
     command = conf.pgpool_command(_Mode.paths)
 
-    def files(self, args: PgpoolArgs) -> tuple[dict[str, str], dict[str, str]]:
-        s, sec = args.settings, args.secrets
-        config = {"pgpool.conf": conf.render_pgpool_conf(s, args.backends, args.namespace, self.paths),
-                  "pool_hba.conf": conf.render_pool_hba(s)}
-        secret = {
-            "pool_passwd": conf.render_pool_passwd(sec.users, s.password_encryption, sec.pool_key),
-            ".pgpoolkey": conf.render_pool_key(sec.pool_key),
-            "pcp.conf": conf.render_pcp_conf(sec.pcp),
-            "pcppass": conf.render_pcppass(sec.pcp, s.pcp_port),
-        }
-        return config, secret
-
     def mounts(self, tls: bool) -> list[dict]:
         return [{"name": "config", "mount_path": self.paths.config_dir, "read_only": True}, *super().mounts(tls)]
 
@@ -208,23 +157,10 @@ class _EnvMode(_Mode):
     pgpool.conf, pool_passwd, pcp.conf and a new pool key into its etc dir at every start, then execs
     the container's args: pgpool with -D (the image's start.sh has none, and keeps no exec)."""
 
-    pgpool_paths = conf.PgpoolPaths(config_dir=PGPOOL_IMAGE.etc_dir, secrets_dir=PGPOOL_IMAGE.etc_dir)
+    pgpool_paths = conf.ENV_MODE_PATHS
     args = conf.pgpool_command(pgpool_paths)
     tls_target = PREPARED_TLS
-
-    def files(self, args: PgpoolArgs) -> tuple[dict[str, str], dict[str, str]]:
-        s = args.settings
-        return ({"pool_hba.conf": conf.render_pool_hba(s)},
-                {"pcppass": conf.render_pcppass(args.secrets.pcp, s.pcp_port)})
-
-    def params(self, args: PgpoolArgs) -> tuple[tuple[str, str], ...]:
-        s = args.settings
-        return (*conf.render_pgpool_env(s, args.backends, args.namespace),
-                ("PGPOOL_PASSWORD_ENCRYPTION_METHOD", s.password_encryption),
-                ("PGPOOL_ENABLE_POOL_PASSWD", "true"))
-
-    def credentials(self, args: PgpoolArgs) -> dict[str, Credential]:
-        return {**super().credentials(args), PCP_SECRET: args.secrets.pcp}
+    fast_stop = conf.pgpool_stop_command("fast", pgpool_paths)
 
     def env(self, args: PgpoolArgs, objects: PodObjects, files: PgpoolFiles) -> list[dict]:
         env = [{"name": name, "value": value} for name, value in files.params]
@@ -268,24 +204,6 @@ class _EnvMode(_Mode):
 
 
 MODES: dict[str, _Mode] = {"configmap": _ConfigMapMode(), "env": _EnvMode()}
-
-
-# --- files ---------------------------------------------------------------------------------------
-
-
-def pgpool_files(args: PgpoolArgs) -> PgpoolFiles:
-    s, sec = args.settings, args.secrets
-    mode = MODES[s.mode]
-    config, secret = mode.files(args)
-    tls = {"tls.crt": sec.tls_cert, "tls.key": sec.tls_key} if s.ssl and not s.tls_secret_name else {}
-    params = mode.params(args)
-    checksum = conf.config_checksum(
-        *[f"{name}\n{text}" for name, text in sorted({**config, **secret, **tls}.items())],
-        *[f"{name}={value}" for name, value in params],
-        *[f"{u.name}:{u.password}" for u in sec.users + (sec.pcp,)],
-        s.tls_secret_name,
-    )
-    return PgpoolFiles(config, secret, tls, mode.credentials(args), params, checksum)
 
 
 # --- the pod ------------------------------------------------------------------------------------
@@ -335,8 +253,7 @@ def pre_stop_command(s: PgpoolSettings, mode: _Mode) -> list[str] | None:
     smart: Kubernetes' SIGTERM after the hook is Pgpool-II's smart shutdown; fast: the hook stops
     pgpool itself (SIGINT through `pgpool -m fast stop`) and waits for it."""
     if s.shutdown_mode == "fast":
-        stop = conf.pgpool_stop_command("fast", mode.pgpool_paths)
-        return shell("pre-stop", 'sleep "$1" && shift && exec "$@"', str(s.pre_stop_seconds), *stop)
+        return shell("pre-stop", 'sleep "$1" && shift && exec "$@"', str(s.pre_stop_seconds), *mode.fast_stop)
     if s.pre_stop_seconds:
         return [PGPOOL_IMAGE.program("sleep"), str(s.pre_stop_seconds)]
     return None
@@ -351,7 +268,7 @@ def pod_plan(args: PgpoolArgs, files: PgpoolFiles, objects: PodObjects) -> PodPl
         secret_env("PGPASSWORD", monitor.secret, monitor.password_key),
         {"name": "PGSSLMODE", "value": "require" if s.ssl else "disable"},
         {"name": "PGCONNECT_TIMEOUT", "value": "3"},
-        {"name": "PCPPASSFILE", "value": mode.paths.pcppass},
+        {"name": "PCPPASSFILE", "value": mode.pcppass},
     ]
     ports = [{"name": "postgres", "container_port": s.port}]
     if s.pcp_over_tcp:
@@ -371,12 +288,8 @@ def pod_plan(args: PgpoolArgs, files: PgpoolFiles, objects: PodObjects) -> PodPl
     )
 
 
-def pod_template(args: PgpoolArgs, plan: PodPlan, objects: PodObjects, labels: dict[str, str],
-                 selector: dict[str, str], checksum: str) -> dict:
-    """The Deployment's pod template: pgpool, the exporter sidecar, the init step."""
-    s = args.settings
-    monitor = objects.users[args.secrets.monitor.name]
-    pgpool = {
+def _pgpool_container(s: PgpoolSettings, plan: PodPlan) -> dict:
+    container = {
         "name": "pgpool",
         "image": s.image,
         "ports": plan.ports,
@@ -393,12 +306,17 @@ def pod_template(args: PgpoolArgs, plan: PodPlan, objects: PodObjects, labels: d
                            "failure_threshold": 3},
     }
     if plan.command:
-        pgpool["command"] = plan.command
+        container["command"] = plan.command
     if plan.args:
-        pgpool["args"] = plan.args
+        container["args"] = plan.args
     if plan.pre_stop_command:
-        pgpool["lifecycle"] = {"pre_stop": {"exec_": {"command": plan.pre_stop_command}}}
-    exporter = {
+        container["lifecycle"] = {"pre_stop": {"exec_": {"command": plan.pre_stop_command}}}
+    return container
+
+
+def _exporter_container(s: PgpoolSettings, monitor: CredentialRef) -> dict:
+    """pgpool2_exporter, logging in as the monitor user."""
+    return {
         "name": "exporter",
         "image": s.exporter_image,
         "ports": [{"name": "metrics", "container_port": s.exporter_port}],
@@ -416,7 +334,11 @@ def pod_template(args: PgpoolArgs, plan: PodPlan, objects: PodObjects, labels: d
                             "timeout_seconds": 5},
         "liveness_probe": {"tcp_socket": {"port": "metrics"}, "period_seconds": 20},
     }
-    prepare = {
+
+
+def _prepare_container(s: PgpoolSettings, plan: PodPlan) -> dict:
+    """The init step that copies the key files, mode 0600, where pgpool reads them."""
+    return {
         "name": "prepare-secrets",
         "image": s.image,
         "command": plan.init_command,
@@ -424,19 +346,43 @@ def pod_template(args: PgpoolArgs, plan: PodPlan, objects: PodObjects, labels: d
         "resources": resources("10m", "16Mi", "100m", "32Mi"),
         "security_context": container_security_context(),
     }
+
+
+def pod_template(args: PgpoolArgs, plan: PodPlan, objects: PodObjects, labels: dict[str, str],
+                 selector: dict[str, str], checksum: str) -> dict:
+    """The Deployment's pod template: pgpool, the exporter sidecar, the init step."""
+    s = args.settings
+    monitor = objects.users[args.secrets.monitor.name]
     return {
         "metadata": {"labels": labels, "annotations": {"checksum/config": checksum}},
-        "spec": {
-            "automount_service_account_token": False,
-            "enable_service_links": False,
-            "security_context": pod_security_context(s.run_as_user),
-            "affinity": soft_anti_affinity(selector),
-            "termination_grace_period_seconds": s.termination_grace_seconds,
-            "init_containers": [prepare],
-            "containers": [pgpool, exporter],
-            "volumes": plan.volumes,
-        },
+        "spec": restricted_pod_spec(
+            s.run_as_user, [_pgpool_container(s, plan), _exporter_container(s, monitor)], plan.volumes,
+            affinity=soft_anti_affinity(selector),
+            termination_grace_period_seconds=s.termination_grace_seconds,
+            init_containers=[_prepare_container(s, plan)],
+        ),
     }
+
+
+@dataclass(frozen=True)
+class PgpoolWorkload:
+    """The specs of everything that runs Pgpool-II, around the registered objects' names."""
+
+    pod_template: dict
+    disruption_budget: dict
+    network_policy: dict | None
+    """None without networkPolicy."""
+
+
+def pgpool_workload(args: PgpoolArgs, files: PgpoolFiles, objects: PodObjects, labels: dict[str, str],
+                    selector: dict[str, str]) -> PgpoolWorkload:
+    plan = pod_plan(args, files, objects)
+    s = args.settings
+    return PgpoolWorkload(
+        pod_template=pod_template(args, plan, objects, labels, selector, files.checksum),
+        disruption_budget=disruption_budget_spec(selector),
+        network_policy=network_policy_spec(s, selector, args.prometheus_peer) if s.network_policy else None,
+    )
 
 
 # --- who may reach it, and how many may go at once ------------------------------------------------

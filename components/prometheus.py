@@ -22,8 +22,8 @@ from components.workload import (
     container_security_context,
     empty_dir,
     metadata_labels,
-    pod_security_context,
     resources,
+    restricted_pod_spec,
     selector_labels,
     service_host,
 )
@@ -116,37 +116,11 @@ class Prometheus(pulumi.ComponentResource):
                                        data={"prometheus.yml": prometheus_yml}, opts=child)
         rules = k8s.core.v1.ConfigMap(f"{NAME}-rules", metadata={"namespace": ns, "labels": labels},
                                       data={"pgpool.yml": rules_yml}, opts=child)
-        if s.storage == "pvc":
-            claim = k8s.core.v1.PersistentVolumeClaim(
-                f"{NAME}-data",
-                metadata={"name": f"{NAME}-data", "namespace": ns, "labels": labels},
-                spec={"access_modes": ["ReadWriteOnce"], "resources": {"requests": {"storage": s.storage_size}}},
-                opts=child,
-            )
-            data_volume = {"name": "data", "persistent_volume_claim": {"claim_name": claim.metadata["name"]}}
-        else:
-            data_volume = empty_dir("data", size=s.storage_size)
-        container = {
-            "name": NAME,
-            "image": s.image,
-            "args": [
-                "--config.file=/etc/prometheus/prometheus.yml",
-                "--storage.tsdb.path=/prometheus",
-                f"--storage.tsdb.retention.time={s.retention}",
-                f"--web.listen-address=:{PORT}",
-            ],
-            "ports": [{"name": "web", "container_port": PORT}],
-            "volume_mounts": [
-                {"name": "config", "mount_path": "/etc/prometheus", "read_only": True},
-                {"name": "rules", "mount_path": RULES_DIR, "read_only": True},
-                {"name": "data", "mount_path": "/prometheus"},
-            ],
-            "resources": resources("100m", "256Mi", "1", "1Gi"),
-            "security_context": container_security_context(),
-            "readiness_probe": {"http_get": {"path": "/-/ready", "port": "web"}, "period_seconds": 10},
-            "liveness_probe": {"http_get": {"path": "/-/healthy", "port": "web"}, "period_seconds": 20,
-                               "failure_threshold": 6},
-        }
+        volumes = [
+            {"name": "config", "config_map": {"name": config.metadata["name"]}},
+            {"name": "rules", "config_map": {"name": rules.metadata["name"]}},
+            self._data_volume(args, labels, child),
+        ]
         k8s.apps.v1.Deployment(
             NAME,
             metadata={"name": NAME, "namespace": ns, "labels": labels},
@@ -157,17 +131,9 @@ class Prometheus(pulumi.ComponentResource):
                 "selector": {"match_labels": POD_LABELS},
                 "template": {
                     "metadata": {"labels": labels},
-                    "spec": {
-                        "service_account_name": account.metadata["name"],
-                        "automount_service_account_token": True,  # Kubernetes service discovery needs it
-                        "security_context": pod_security_context(UID),
-                        "containers": [container],
-                        "volumes": [
-                            {"name": "config", "config_map": {"name": config.metadata["name"]}},
-                            {"name": "rules", "config_map": {"name": rules.metadata["name"]}},
-                            data_volume,
-                        ],
-                    },
+                    # The API token: Kubernetes service discovery needs it.
+                    "spec": restricted_pod_spec(UID, [server_container(s)], volumes,
+                                                service_account=account.metadata["name"]),
                 },
             },
             opts=child,
@@ -178,6 +144,44 @@ class Prometheus(pulumi.ComponentResource):
             spec={"selector": POD_LABELS, "ports": [{"name": "web", "port": PORT, "target_port": "web"}]},
             opts=child,
         )
+
+    @staticmethod
+    def _data_volume(args: PrometheusArgs, labels: dict, child: pulumi.ResourceOptions) -> dict:
+        """The TSDB's volume: a claim of its own, or an emptyDir."""
+        s, ns = args.settings, args.namespace
+        if s.storage != "pvc":
+            return empty_dir("data", size=s.storage_size)
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{NAME}-data",
+            metadata={"name": f"{NAME}-data", "namespace": ns, "labels": labels},
+            spec={"access_modes": ["ReadWriteOnce"], "resources": {"requests": {"storage": s.storage_size}}},
+            opts=child,
+        )
+        return {"name": "data", "persistent_volume_claim": {"claim_name": claim.metadata["name"]}}
+
+
+def server_container(s: PrometheusSettings) -> dict:
+    return {
+        "name": NAME,
+        "image": s.image,
+        "args": [
+            "--config.file=/etc/prometheus/prometheus.yml",
+            "--storage.tsdb.path=/prometheus",
+            f"--storage.tsdb.retention.time={s.retention}",
+            f"--web.listen-address=:{PORT}",
+        ],
+        "ports": [{"name": "web", "container_port": PORT}],
+        "volume_mounts": [
+            {"name": "config", "mount_path": "/etc/prometheus", "read_only": True},
+            {"name": "rules", "mount_path": RULES_DIR, "read_only": True},
+            {"name": "data", "mount_path": "/prometheus"},
+        ],
+        "resources": resources("100m", "256Mi", "1", "1Gi"),
+        "security_context": container_security_context(),
+        "readiness_probe": {"http_get": {"path": "/-/ready", "port": "web"}, "period_seconds": 10},
+        "liveness_probe": {"http_get": {"path": "/-/healthy", "port": "web"}, "period_seconds": 20,
+                           "failure_threshold": 6},
+    }
 
 
 def _discovery_rbac(account: k8s.core.v1.ServiceAccount, namespace: str, namespaces: list[str] | None,

@@ -9,13 +9,14 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.backends import backends_for
 from components.kubedb import KubeDBPostgres, KubeDBPostgresArgs
 from components.password_rotation import PasswordRotation, PasswordRotationArgs
-from components.pgpool import Pgpool, PgpoolArgs, metrics_selector, metrics_service_name
+from components.pgpool import Pgpool, metrics_selector, metrics_service_name
+from components.pgpool_config import PgpoolArgs
 from components.prometheus import POD_LABELS as PROMETHEUS_POD_LABELS
 from components.prometheus import Prometheus, PrometheusArgs
-from components.settings import PgpoolSecrets, PrometheusSettings, StackSettings
+from components.settings import PrometheusSettings, StackSettings
+from components.stack_secrets import PgpoolSecrets
 from components.workload import PART_OF, service_host
 
 
@@ -28,7 +29,8 @@ class PgpoolStack(pulumi.ComponentResource):
     primary_service: str
     replica_service: str
     credentials_secret: pulumi.Input[str]
-    """Secret (keys username, password) of the first application user (auto-named: an output)."""
+    """Secret (keys username, password) of the first application user; the operator's superuser Secret
+    when there is none."""
     app_credentials_secrets: dict[str, pulumi.Output[str]]
     metrics_endpoint: pulumi.Output[str]
     prometheus_url: str
@@ -36,70 +38,77 @@ class PgpoolStack(pulumi.ComponentResource):
     def __init__(self, name: str, settings: StackSettings, secrets: PgpoolSecrets,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("pgpool-k8s:index:PgpoolStack", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        ns_name = settings.namespace
-        namespace = k8s.core.v1.Namespace(
-            ns_name,
-            metadata={"name": ns_name, "labels": {
+        namespace = self._namespace(settings)
+        passwords = self._passwords(settings, secrets, [namespace, *self._database(settings, secrets, namespace)])
+        pgpool = Pgpool(settings.pgpool.name, PgpoolArgs(
+            settings=settings.pgpool,
+            backends=settings.database.backends,
+            namespace=settings.namespace,
+            secrets=secrets,
+            production=settings.production,
+            prometheus_peer=prometheus_peer(settings.prometheus),
+        ), pulumi.ResourceOptions(parent=self, depends_on=[namespace, passwords]))
+        self.prometheus_url = self._prometheus(settings, namespace)
+        self._outputs(settings, namespace, pgpool)
+
+    def _namespace(self, settings: StackSettings) -> k8s.core.v1.Namespace:
+        return k8s.core.v1.Namespace(
+            settings.namespace,
+            metadata={"name": settings.namespace, "labels": {
                 "app.kubernetes.io/part-of": PART_OF,
                 # Ours pass "restricted"; KubeDB's own pods may not, so enforcing it is a setting.
                 "pod-security.kubernetes.io/enforce": settings.pod_security_enforce,
                 "pod-security.kubernetes.io/warn": "restricted",
                 "pod-security.kubernetes.io/audit": "restricted",
             }},
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
-        backends = backends_for(settings.database)
-        prometheus_operator = settings.prometheus.enabled and settings.prometheus.operator
 
-        database_ready = [namespace]
-        if settings.database.operator == "kubedb":
-            database_ready.append(KubeDBPostgres(settings.database.cluster_name, KubeDBPostgresArgs(
-                database=settings.database,
-                namespace=ns_name,
-                superuser=secrets.users[0],
-                roles=secrets.users[1:],
-                monitor_user=secrets.monitor.name,
-                password_encryption=settings.pgpool.password_encryption,
-                production=settings.production,
-                prometheus_operator=prometheus_operator,
-                service_monitor_labels=dict(settings.prometheus.operator_labels),
-            ), in_namespace))
+    def _database(self, settings: StackSettings, secrets: PgpoolSecrets,
+                  namespace: k8s.core.v1.Namespace) -> list[pulumi.Resource]:
+        """The database, when the stack creates it (KubeDB); other operators' already runs."""
+        db = settings.database
+        if not db.operator_facts.created_by_stack:
+            return []
+        return [KubeDBPostgres(db.cluster_name, KubeDBPostgresArgs(
+            database=db,
+            namespace=settings.namespace,
+            superuser=secrets.superuser,
+            roles=secrets.stack_roles,
+            monitor_user=secrets.monitor.name,
+            password_encryption=settings.pgpool.password_encryption,
+            production=settings.production,
+            prometheus_operator=settings.prometheus.enabled and settings.prometheus.operator,
+            service_monitor_labels=dict(settings.prometheus.operator_labels),
+        ), pulumi.ResourceOptions(parent=self, depends_on=[namespace]))]
 
-        passwords = PasswordRotation(f"{settings.pgpool.name}-passwords", PasswordRotationArgs(
+    def _passwords(self, settings: StackSettings, secrets: PgpoolSecrets,
+                   database_ready: list[pulumi.Resource]) -> PasswordRotation:
+        return PasswordRotation(f"{settings.pgpool.name}-passwords", PasswordRotationArgs(
             database=settings.database,
-            backends=backends,
-            namespace=ns_name,
+            backends=settings.database.backends,
+            namespace=settings.namespace,
             secrets=secrets,
             password_encryption=settings.pgpool.password_encryption,
             production=settings.production,
         ), pulumi.ResourceOptions(parent=self, depends_on=database_ready))
 
-        pgpool = Pgpool(settings.pgpool.name, PgpoolArgs(
-            settings=settings.pgpool,
-            backends=backends,
-            namespace=ns_name,
-            secrets=secrets,
+    def _prometheus(self, settings: StackSettings, namespace: k8s.core.v1.Namespace) -> str:
+        """The stack's Prometheus (or the Prometheus Operator's objects); its URL, "" when none."""
+        if not settings.prometheus.enabled:
+            return ""
+        return Prometheus("prometheus", PrometheusArgs(
+            settings=settings.prometheus,
+            namespace=settings.namespace,
+            pgpool_service=metrics_service_name(settings.pgpool.name),
+            pgpool_metrics_selector=metrics_selector(settings.pgpool.name),
+            # The operator's exporters' Service, where the stack knows one.
+            postgres_metrics_service=settings.database.exporter_service,
             production=settings.production,
-            prometheus_peer=prometheus_peer(settings.prometheus),
-        ), pulumi.ResourceOptions(parent=self, depends_on=[namespace, passwords]))
+        ), pulumi.ResourceOptions(parent=self, depends_on=[namespace])).url
 
-        self.prometheus_url = ""
-        if settings.prometheus.enabled:
-            prometheus = Prometheus("prometheus", PrometheusArgs(
-                settings=settings.prometheus,
-                namespace=ns_name,
-                pgpool_service=metrics_service_name(settings.pgpool.name),
-                pgpool_metrics_selector=metrics_selector(settings.pgpool.name),
-                # KubeDB puts its exporters behind <name>-stats; other operators' are not known here.
-                postgres_metrics_service=(f"{settings.database.cluster_name}-stats"
-                                          if settings.database.operator == "kubedb" and settings.database.monitoring
-                                          else ""),
-                production=settings.production,
-            ), in_namespace)
-            self.prometheus_url = prometheus.url
-
+    def _outputs(self, settings: StackSettings, namespace: k8s.core.v1.Namespace, pgpool: Pgpool) -> None:
+        ns_name, backends, exporter_port = settings.namespace, settings.database.backends, settings.pgpool.exporter_port
         self.namespace = namespace.metadata["name"]
         self.pgpool_host = pgpool.service_name.apply(lambda service: service_host(service, ns_name))
         self.pgpool_port = settings.pgpool.port
@@ -107,7 +116,6 @@ class PgpoolStack(pulumi.ComponentResource):
         self.replica_service = backends.host(backends.replica_service, ns_name)
         self.app_credentials_secrets = pgpool.user_secret_names
         self.credentials_secret = next(iter(pgpool.user_secret_names.values()), backends.credentials_secret)
-        exporter_port = settings.pgpool.exporter_port
         self.metrics_endpoint = pgpool.metrics_service_name.apply(
             lambda service: f"http://{service_host(service, ns_name)}:{exporter_port}/metrics")
         self.register_outputs({

@@ -7,7 +7,8 @@ from typing import Any
 
 import pulumi
 
-from components.settings import PROJECT, PgpoolSecrets, SettingsError, StackSettings, load_secrets, load_settings
+from components.settings import PROJECT, SettingsError, StackSettings, load_settings
+from components.stack_secrets import PgpoolSecrets, load_secrets
 
 
 class _ConfigMapping:

@@ -37,6 +37,27 @@ def pod_security_context(uid: int) -> dict:
     }
 
 
+def restricted_pod_spec(uid: int, containers: list[dict], volumes: list[dict], service_account: object = None,
+                        **more: object) -> dict:
+    """The one pod spec of every workload: non-root as `uid` with the RuntimeDefault seccomp profile, no
+    Service environment variables, and an API token only for a pod given a service account (its name,
+    a string or an output). `more` adds fields such as init_containers or restart_policy. Every container
+    brings its own restricted context (container_security_context)."""
+    for container in containers + list(more.get("init_containers", [])):
+        if "security_context" not in container:
+            raise ValueError(f"container {container['name']} has no security context: use container_security_context")
+    spec: dict = {"service_account_name": service_account} if service_account is not None else {}
+    spec.update({
+        "automount_service_account_token": service_account is not None,
+        "enable_service_links": False,
+        "security_context": pod_security_context(uid),
+        **more,
+        "containers": containers,
+        "volumes": volumes,
+    })
+    return spec
+
+
 def container_security_context(uid: int | None = None) -> dict:
     """Restricted container context; uid for images whose default user is root."""
     context = {

@@ -38,9 +38,12 @@ import yaml
 from pulumi import automation as auto
 from pulumi.automation.events import EngineEvent
 
-from cluster import LocalCluster
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cluster import LocalCluster  # noqa: E402
+from components.settings import ClusterTarget, cluster_target  # noqa: E402
+
 POLICIES = ROOT / "policies"
 SUMMARY_KINDS = "deployments,replicasets,pods,services,endpointslices,configmaps,secrets,poddisruptionbudgets," \
                 "networkpolicies,serviceaccounts,roles,rolebindings"
@@ -135,29 +138,24 @@ class Engine:
         self.stack = (auto.Stack.create_or_select if create else auto.Stack.select)(stack_name, workspace)
 
     @functools.cached_property
-    def _config(self) -> dict[str, auto.ConfigValue]:
-        return self.stack.get_all_config()
-
-    def _config_value(self, key: str) -> str:
-        entry = self._config.get(f"{self.name}:{key}")
-        return entry.value if entry else ""
-
-    def renders(self) -> bool:
-        return not (self._config_value("kubeconfig") or self._config_value("kubeContext"))
+    def target(self) -> ClusterTarget:
+        """Where the stack's manifests go, read from its config as the program reads it."""
+        prefix = f"{self.name}:"
+        return cluster_target({key.removeprefix(prefix): entry.value
+                               for key, entry in self.stack.get_all_config().items() if key.startswith(prefix)})
 
     def local_cluster(self) -> LocalCluster | None:
         """The local cluster, when the stack's kubeconfig is the one it writes."""
-        kubeconfig = self._config_value("kubeconfig")
+        kubeconfig = self.target.kubeconfig
         cluster = LocalCluster()
         return cluster if kubeconfig and (self.project / kubeconfig).resolve() == cluster.kubeconfig else None
 
     def kubectl(self, *args: str) -> subprocess.CompletedProcess:
-        kubeconfig, context = self._config_value("kubeconfig"), self._config_value("kubeContext")
         target = []
-        if kubeconfig:
-            target += ["--kubeconfig", str(self.project / kubeconfig)]
-        if context:
-            target += ["--context", context]
+        if self.target.kubeconfig:
+            target += ["--kubeconfig", str(self.project / self.target.kubeconfig)]
+        if self.target.context:
+            target += ["--context", self.target.context]
         return subprocess.run(["kubectl", *target, *args], capture_output=True, text=True)
 
     def run(self, title: str, command: Callable[..., object], **options) -> list[dict]:
@@ -203,11 +201,11 @@ class Engine:
         self.run("up", self.stack.up, **self.policy_options)
         outputs = self.stack.outputs()
         self.print_outputs(outputs)
-        if not self.renders():
+        if not self.target.renders:
             self.print_cluster_summary(outputs["namespace"].value)
 
     def refresh(self) -> None:
-        if not self.renders():
+        if not self.target.renders:
             self.run("refresh", self.stack.refresh)
             return
         # Rendering needs no cluster, but the provider's read does: with none to read, it keeps what the
@@ -263,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = Engine(project, args.stack, args.events, create=args.command in ("up", "preview"),
                         policy_config=policy_config)
         cluster = engine.local_cluster()
-        if engine.renders():
+        if engine.target.renders:
             os.environ.pop("KUBECONFIG", None)
         elif cluster:
             cluster.start()

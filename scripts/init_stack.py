@@ -24,15 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components import generated_secrets  # noqa: E402
-from components.settings import (  # noqa: E402
-    PROJECT,
-    SettingsError,
-    StackSettings,
-    load_settings,
-    operator_password_fix,
-    required_secrets,
-    unknown_keys,
-)
+from components.settings import PROJECT, SettingsError, StackSettings, load_settings, unknown_keys  # noqa: E402
+from components.stack_secrets import operator_password_fix, required_secrets  # noqa: E402
 
 PREVIOUS_SUPERUSER_PASSWORD = "dbPasswordPrevious"
 

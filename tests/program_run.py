@@ -23,7 +23,8 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from components import generated_secrets
-from components.settings import PROJECT, load_settings, required_secrets
+from components.settings import PROJECT, load_settings
+from components.stack_secrets import required_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_SIG = rpc._special_sig_key

@@ -18,7 +18,8 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from components.settings import PROJECT, load_secrets, load_settings
+from components.settings import PROJECT, load_settings
+from components.stack_secrets import load_secrets
 from tests.built_tools import engine_environment
 from tests.program_run import stack_settings
 

@@ -148,6 +148,33 @@ def pod_templates(run):
         yield deployment.name, manifest(deployment.props)["spec"]["template"]["spec"]
 
 
+def every_pod(run):
+    """(kind and name, pod spec) of every workload: the Deployments and the password Job."""
+    for kind in ("apps/v1:Deployment", "batch/v1:Job"):
+        for workload in run.of_type(kind):
+            yield f"{kind.split(':')[1]} {workload.name}", manifest(workload.props)["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("overrides", VARIANTS, ids=VARIANT_IDS)
+def test_every_pod_is_restricted_the_same_way(stack_run, overrides):
+    """Non-root with RuntimeDefault seccomp, no Service links, an API token only with a service account;
+    every container without privileges, capabilities or a writable root."""
+    pods = dict(every_pod(stack_run(**overrides)))
+    assert {"Deployment pgpool", "Job pgpool-passwords"} <= set(pods)
+    for name, pod in pods.items():
+        assert pod["enableServiceLinks"] is False, name
+        assert pod["automountServiceAccountToken"] is ("serviceAccountName" in pod), name
+        context = pod["securityContext"]
+        assert context["runAsNonRoot"] is True and context["runAsUser"] > 0, name
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in pod["containers"] + pod.get("initContainers", []):
+            restricted = container["securityContext"]
+            assert restricted["allowPrivilegeEscalation"] is False, (name, container["name"])
+            assert restricted["capabilities"] == {"drop": ["ALL"]}, (name, container["name"])
+            assert restricted["readOnlyRootFilesystem"] is True, (name, container["name"])
+            assert restricted["runAsNonRoot"] is True, (name, container["name"])
+
+
 API_DATA_VOLUMES = {"configMap", "secret", "downwardAPI", "projected"}
 """Volumes in which the kubelet creates the mount points of nested mounts (Kubernetes PR #60342)."""
 

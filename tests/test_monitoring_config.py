@@ -183,6 +183,39 @@ EXPECTED_ALERTS = {
 }
 
 
+PGPOOL = 'namespace="demo",service="pgpool-metrics"'
+EXPECTED_RULES = {
+    "PgpoolDown": ("2m", f"up{{{PGPOOL}}} == 0 or absent(up{{{PGPOOL}}})"),
+    "PgpoolExporterCannotReachPgpool": ("1m", f"pgpool2_up{{{PGPOOL}}} == 0"),
+    "PgpoolFrontendsNearlyExhausted": ("5m", f"pgpool2_frontend_used_ratio{{{PGPOOL}}} > 0.9"),
+    "PgpoolReplicationDelayHigh": ("5m", f"pgpool2_pool_nodes_replication_delay{{{PGPOOL}}} > 16777216"),  # 16 MiB
+    "PostgresBackendDown": ("1m", 'pg_up{namespace="demo"} == 0 or up{namespace="demo",service="pg-stats"} == 0'),
+    "PostgresReplicationLagHigh": ("5m", """
+        pg_replication_lag_seconds{namespace="demo"} > 60
+          unless on (namespace, pod)
+        label_replace(pg_stat_replication_pg_wal_lsn_diff{namespace="demo"} == 0,
+                      "pod", "$1", "application_name", "(.+)")"""),
+}
+"""Every alert of the demo stack with the default thresholds, written by hand from what each alert
+means; compared as promtool itself parses and prints them."""
+
+
+def promql(promtool: str, expr: str) -> str:
+    """`expr` as promtool parses it and prints it back: the same text for the same expression."""
+    result = subprocess.run([promtool, "--experimental", "promql", "format", expr], capture_output=True, text=True)
+    assert result.returncode == 0, f"promtool cannot parse {expr!r}: {result.stderr}"
+    return result.stdout
+
+
+def test_alert_expressions_are_the_hand_written_ones(promtool: str) -> None:
+    rules = {r["alert"]: r for g in alert_rule_groups(PrometheusSettings(), PGPOOL_SERVICE, NAMESPACE,
+                                                      POSTGRES_SERVICE) for r in g["rules"]}
+    assert set(rules) == set(EXPECTED_RULES)
+    for name, (duration, expr) in EXPECTED_RULES.items():
+        assert rules[name]["for"] == duration, name
+        assert promql(promtool, rules[name]["expr"]) == promql(promtool, expr), name
+
+
 def test_rules_file_and_rule_groups_share_one_source() -> None:
     settings = PrometheusSettings(replication_delay_alert_bytes=1234)
     for postgres_service in (POSTGRES_SERVICE, ""):
@@ -452,6 +485,56 @@ def test_dashboard_covers_pgpool_and_postgres_metrics_that_exist() -> None:
     for expr in (t["expr"] for p in dashboard_panels(dashboard) for t in p["targets"]):
         if "pgpool2_" in expr:
             assert f'namespace="{NAMESPACE}",service="{PGPOOL_SERVICE}"' in expr
+
+
+POSTGRES = 'namespace="demo",service=~"$postgres_service"'
+EXPECTED_PANELS = {
+    "Pgpool-II": [
+        ("Pgpool-II up", "none", [f"pgpool2_up{{{PGPOOL}}}"]),
+        ("Frontends (child processes) used / total", "short",
+         [f"pgpool2_frontend_used_ratio{{{PGPOOL}}} * pgpool2_frontend_total{{{PGPOOL}}}",
+          f"pgpool2_frontend_total{{{PGPOOL}}}"]),
+        ("Frontend used ratio", "percentunit", [f"pgpool2_frontend_used_ratio{{{PGPOOL}}}"]),
+        ("SELECTs per second per backend (load-balance spread)", "ops",
+         [f"sum by (hostname, role) (rate(pgpool2_pool_nodes_select_cnt{{{PGPOOL}}}[$__rate_interval]))"]),
+        ("Backend connection slots used ratio", "percentunit", [f"pgpool2_backend_used_ratio{{{PGPOOL}}}"]),
+        ("Replication delay seen by Pgpool-II (needs srCheckPeriod > 0)", "bytes",
+         [f"max by (hostname) (pgpool2_pool_nodes_replication_delay{{{PGPOOL}}})"]),
+    ],
+    "PostgreSQL": [
+        ("PostgreSQL up", "none", [f"pg_up{{{POSTGRES}}}"]),
+        ("Connections by state", "short", [f"sum by (pod, state) (pg_stat_activity_count{{{POSTGRES}}})"]),
+        ("Commits per second", "ops",
+         [f"sum by (pod) (rate(pg_stat_database_xact_commit{{{POSTGRES}}}[$__rate_interval]))"]),
+        ("Standby replication lag", "s", [f"max by (pod) (pg_replication_lag_seconds{{{POSTGRES}}})"]),
+        ("Bytes not yet replayed by each standby (primary's view)", "bytes",
+         [f"max by (application_name) (pg_stat_replication_pg_wal_lsn_diff{{{POSTGRES}}})"]),
+    ],
+}
+"""The demo stack's dashboard, row by row, written by hand: each panel's title, unit and queries."""
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$postgres_service": ".+"}
+"""What Grafana puts in place of its variables before it queries; promtool parses the result."""
+
+
+def test_dashboard_panels_are_the_hand_written_ones(promtool: str) -> None:
+    dashboard = json.loads(render_grafana_dashboard(PGPOOL_SERVICE, NAMESPACE))
+    rows: dict[str, list[tuple[str, str, list[str]]]] = {}
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            row = rows.setdefault(panel["title"], [])
+            continue
+        row.append((panel["title"], panel["fieldConfig"]["defaults"]["unit"], [t["expr"] for t in panel["targets"]]))
+    assert {title: [(t, unit) for t, unit, _ in panels] for title, panels in rows.items()} == \
+        {title: [(t, unit) for t, unit, _ in panels] for title, panels in EXPECTED_PANELS.items()}
+
+    def grafana(expr: str) -> str:
+        for variable, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(variable, value)
+        return promql(promtool, expr)
+
+    for title, panels in EXPECTED_PANELS.items():
+        for (name, _, exprs), (_, _, rendered) in zip(panels, rows[title]):
+            assert [grafana(e) for e in rendered] == [grafana(e) for e in exprs], name
 
 
 def test_dashboard_expressions_are_valid_promql(promtool: str, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from psycopg import pq
 
 from components.password_rotation_config import render_roles_sql, rotation_script
 from components.scram import md5_verifier, saslprep, scram_salt, scram_sha_256_verifier
-from components.settings import Credential
+from components.stack_secrets import Credential
 from tests.recorded_run import plain_strings
 
 JOB = "kubernetes:batch/v1:Job"

@@ -23,7 +23,7 @@ from typing import Iterator
 import psycopg
 import pytest
 
-from components.backends import Backends, backends_for
+from components.operators import Backends
 from components.pgpool_config import (
     PgpoolPaths,
     config_checksum,
@@ -38,7 +38,8 @@ from components.pgpool_config import (
     render_pool_key,
     render_pool_passwd,
 )
-from components.settings import ENTRYPOINT_MANGLES, MAX_POOL_KEY_BYTES, Credential, PgpoolSettings, load_settings
+from components.settings import ENTRYPOINT_MANGLES, MAX_POOL_KEY_BYTES, PgpoolSettings, load_settings
+from components.stack_secrets import Credential
 from tests.golden import GOLDEN_DIR, assert_matches_golden
 from tests.dataplane.harness import LOCALHOST, Service, Workspace, free_ports
 from tests.dataplane.local_stack import local_pgpool_paths
@@ -47,7 +48,7 @@ GOLDEN = GOLDEN_DIR / "pgpool"
 INSTALL_HINT = "run `apt-get install pgpool2` (Debian's pgpool2 ships pgpool, pg_enc, pg_md5 and the pcp_* clients)"
 
 DEV = load_settings({}, "dev")
-DEV_BACKENDS = backends_for(DEV.database)
+DEV_BACKENDS = DEV.database.backends
 
 POOL_KEY = "k3y with spaces, # and ü"
 USERS = (
@@ -170,7 +171,7 @@ def test_ssl_off_leaves_out_key_and_certificate() -> None:
 ])
 def test_backend_weights_come_from_settings(raw: dict, weights: tuple[str, str]) -> None:
     settings = load_settings(raw, "dev")
-    conf = parse_conf(render_pgpool_conf(settings.pgpool, backends_for(settings.database), settings.namespace))
+    conf = parse_conf(render_pgpool_conf(settings.pgpool, settings.database.backends, settings.namespace))
     assert (conf["backend_weight0"], conf["backend_weight1"]) == weights
 
 
@@ -181,7 +182,7 @@ def test_backend_weights_come_from_settings(raw: dict, weights: tuple[str, str])
 ])
 def test_backend_hosts_follow_the_operator(raw: dict, hosts: tuple[str, str]) -> None:
     settings = load_settings(raw, "dev")
-    conf = parse_conf(render_pgpool_conf(settings.pgpool, backends_for(settings.database), settings.namespace))
+    conf = parse_conf(render_pgpool_conf(settings.pgpool, settings.database.backends, settings.namespace))
     assert (conf["backend_hostname0"], conf["backend_hostname1"]) == hosts
 
 

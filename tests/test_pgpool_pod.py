@@ -17,23 +17,21 @@ from pathlib import Path
 
 import pytest
 
-from components.backends import backends_for
 from components.pgpool_config import PgpoolPaths
 from components.pgpool_image import PGPOOL_IMAGE
+from components.pgpool_config import PCP_SECRET, PgpoolArgs, pgpool_files
 from components.pgpool_pod import (
-    PCP_SECRET,
     SECRET_MOUNT,
     TLS_MOUNT,
     CredentialRef,
-    PgpoolArgs,
     PodObjects,
     disruption_budget_spec,
     network_policy_spec,
-    pgpool_files,
     pod_plan,
     pod_template,
 )
-from components.settings import Credential, PgpoolSecrets, load_settings
+from components.settings import load_settings
+from components.stack_secrets import Credential, PgpoolSecrets
 
 SHELL_BUILTINS = {"set", "umask", "shift", "exec", "cd", "test", "["}
 VARIANTS = [dict(mode=mode, ssl=ssl, shutdown_mode=shutdown, pre_stop_seconds=wait, pcp_over_tcp=tcp)
@@ -44,10 +42,10 @@ VARIANTS = [dict(mode=mode, ssl=ssl, shutdown_mode=shutdown, pre_stop_seconds=wa
 def pod_args(**changes: object) -> PgpoolArgs:
     settings = load_settings({}, "dev")
     pgpool = dataclasses.replace(settings.pgpool, **changes)
-    users = (Credential("postgres", "su"), Credential("monitor", "mon"), Credential("app", "app pw"))
-    secrets = PgpoolSecrets(pool_key="key", users=users, pcp=Credential("pcp", "pcp pw"), monitor=users[1],
+    secrets = PgpoolSecrets(pool_key="key", superuser=Credential("postgres", "su"), monitor=Credential("monitor", "mon"),
+                            apps=(Credential("app", "app pw"),), pcp=Credential("pcp", "pcp pw"),
                             tls_cert="CERT", tls_key="KEY")
-    return PgpoolArgs(pgpool, backends_for(settings.database), settings.namespace, secrets)
+    return PgpoolArgs(pgpool, settings.database.backends, settings.namespace, secrets)
 
 
 def objects_for(args: PgpoolArgs) -> PodObjects:

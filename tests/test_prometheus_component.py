@@ -9,8 +9,7 @@ import re
 import pytest
 import yaml
 
-from components.monitoring_config import alert_rule_groups, render_grafana_dashboard
-from components.settings import PrometheusSettings
+from tests.test_monitoring_config import EXPECTED_PANELS, EXPECTED_RULES
 
 MONITORING_OPERATOR = "kubernetes:monitoring.coreos.com/v1"
 
@@ -43,7 +42,8 @@ def alert_names(groups) -> set[str]:
     return {rule["alert"] for group in groups for rule in group["rules"]}
 
 
-EXPECTED_ALERTS = alert_names(alert_rule_groups(PrometheusSettings(), "pgpool-metrics", "pgpool-dev", "pg-stats"))
+EXPECTED_ALERTS = set(EXPECTED_RULES)
+"""Written by hand in tests/test_monitoring_config.py."""
 
 
 def backend_down_expr(groups) -> str:
@@ -312,8 +312,13 @@ def test_grafana_dashboard_shows_this_stacks_pgpool(stack_run, overrides):
     [(file_name, text)] = dashboard.props["data"].items()
     assert file_name.endswith(".json")
     # Every Pgpool-II panel reads the series Prometheus labels with this stack's metrics Service.
-    assert pgpool_selectors(json.loads(text)) == {f'namespace="{namespace}",service="{metrics}"'}
-    assert text == render_grafana_dashboard(metrics, namespace)
+    board = json.loads(text)
+    assert pgpool_selectors(board) == {f'namespace="{namespace}",service="{metrics}"'}
+    assert board["title"] == f"Pgpool-II {namespace}/{metrics}"
+    assert [p["title"] for p in board["panels"]] == [
+        title for row, panels in EXPECTED_PANELS.items() for title in [row, *(panel[0] for panel in panels)]]
+    [services] = [v for v in board["templating"]["list"] if v["name"] == "postgres_service"]
+    assert services["query"]["query"] == f'label_values(pg_up{{namespace="{namespace}"}}, service)'
 
 
 def test_no_grafana_dashboard_when_turned_off(stack_run):

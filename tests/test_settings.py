@@ -9,12 +9,11 @@ from components.settings import (
     DatabaseSettings,
     PgpoolSettings,
     SettingsError,
-    load_secrets,
     load_settings,
-    required_secrets,
     setting_keys,
     unknown_keys,
 )
+from components.stack_secrets import load_secrets, required_secrets
 from tests.program_run import ROOT, project_defaults, stack_settings
 
 BAD_INPUTS = [
@@ -134,6 +133,7 @@ def test_pulumi_yaml_declares_every_setting_with_the_same_default():
     # backendWeight1 is undeclared on purpose: a declared default would hide "follow the standby count".
     assert declared == setting_keys() - {"backendWeight1"}
     assert all(spec.get("description") and "type" in spec for spec in block.values())
+    # What the engine hands the program for an empty stack is what the declarations default to.
     assert load_settings(project_defaults(), "dev") == load_settings({}, "dev")
 
 
@@ -264,6 +264,10 @@ def test_required_secrets_per_operator_and_mode():
     assert "tlsCert" not in required_secrets(load_settings({"ssl": "false"}, "dev"))
 
 
-def test_dataclass_defaults_are_the_documented_ones():
+def test_dataclass_defaults_are_the_declared_ones():
     assert DatabaseSettings().replicas == 3 and DatabaseSettings().standbys == 2
-    assert PgpoolSettings().replicas == 2
+    assert load_settings({}, "dev").database == DatabaseSettings()
+    # backendWeight1 has no default of its own: it follows the standbys, so a PgpoolSettings needs one given.
+    with pytest.raises(TypeError, match="backend_weight1"):
+        PgpoolSettings()
+    assert load_settings({}, "dev").pgpool == PgpoolSettings(backend_weight1=2)

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.dataplane.harness import Endpoint, Workspace
+from tests.dataplane.harness import Endpoint, PostgresServer, Workspace, wait_until
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,9 @@ class WriteLoad:
         self.directory = workspace.directory(name)
         self.script = workspace.write(f"{name}/write.sql", WRITE_SCRIPT)
         self.runs: list[PgbenchRun] = []
+        """Every run that has ended."""
+        self.started: list[tuple[float, int, int]] = []
+        """(start time, lane, run id) of every run, running or ended."""
         self._next_run = first_run
         """Run ids (the `run` column) start after this, so loads sharing the table stay apart."""
         self._lock = threading.Lock()
@@ -120,11 +123,30 @@ class WriteLoad:
             thread.join(self.chunk + 60)
         return sorted(self.runs, key=lambda r: r.started)
 
+    def wait_for_a_clean_run_per_lane(self, after: float, timeout: float = 120) -> None:
+        """Until every lane has ended a run it started after `after` with every transaction committed:
+        each lane writes again, and whatever failed before is behind it."""
+        def clean() -> bool:
+            lanes = {r.lane for r in list(self.runs) if r.started > after and r.outcome == "completed"}
+            return lanes == set(range(self.lanes))
+        wait_until(f"{self.directory.name}: a clean run on every lane", clean, timeout=timeout, interval=0.2)
+
+    def wait_for_a_commit_per_lane(self, primary: PostgresServer, dbname: str, timeout: float = 60) -> None:
+        """Until the primary holds a row of every lane: each lane's session has committed (for lanes whose
+        runs outlast the wait, as long sessions do)."""
+        def committed() -> bool:
+            lanes = {run: lane for _, lane, run in list(self.started)}
+            present = primary.query(f"SELECT DISTINCT run FROM {WRITES_TABLE} WHERE run = ANY(%s)",
+                                    (list(lanes),), dbname=dbname)
+            return {lanes[run] for (run,) in present} == set(range(self.lanes))
+        wait_until(f"{self.directory.name}: a commit on every lane", committed, timeout=timeout, interval=0.2)
+
     def _lane(self, lane: int) -> None:
         while not self._stopping.is_set():
             with self._lock:
                 self._next_run += 1
                 run = self._next_run
+                self.started.append((time.time(), lane, run))
             result = self._run(lane, run)
             self.runs.append(result)
             if result.failed:

@@ -20,9 +20,6 @@ from tests.dataplane.load import CREATE_WRITES_TABLE, WRITES_TABLE, FaultWindow,
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool, running_database
 from tests.dataplane.stack_files import DevStack
 
-WARMUP_S = 3
-OBSERVE_S = 8
-"""Load after each restart: long enough for every lane to reconnect and commit again."""
 RECOVERY_BOUND_S = 60
 LANES = 4
 
@@ -78,14 +75,15 @@ def test_pgpool_keeps_serving_through_backend_restarts_without_losing_writes(
     timeline, statuses = [], {}
     load.start()
     try:
-        time.sleep(WARMUP_S)
+        load.wait_for_a_clean_run_per_lane(after=0)  # the load runs before the first fault
         for name, server, how, node in faults:
             began = time.time()
             server.stop(how)
             statuses[name] = node_status(pgpool, node)
             server.start()
             timeline.append((name, began, time.time()))
-            time.sleep(OBSERVE_S)
+            # Every lane has reconnected and committed again, and its runs from before the fault have ended.
+            load.wait_for_a_clean_run_per_lane(after=timeline[-1][2])
     finally:
         runs = load.stop()
     ends = [began for _, began, _ in timeline[1:]] + [max(r.ended for r in runs)]

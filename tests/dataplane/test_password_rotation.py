@@ -29,15 +29,15 @@ from components import password_rotation
 from components.pgpool_config import pool_passwd_entry
 from components.scram import saslprep, scram_salt, scram_sha_256_verifier
 from components.settings import load_settings
-from tests.dataplane.harness import LOCALHOST, Endpoint
+from tests.dataplane.harness import LOCALHOST, Endpoint, wait_until
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool, running_database
 from tests.dataplane.stack_files import DevStack, awkward_secrets, read_dev_stack
 from tests.program_run import run_program
 
 LOAD_CLIENTS = 2
 """Login loops per password (old, new): each opens a new session per attempt, as an app without a pool."""
-PHASE_S = 2.0
-"""Load between two steps of the rollout."""
+LOGINS_PER_PHASE = 20
+"""Login attempts with each password between two steps of the rollout: the load each step meets."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,16 @@ class LoginLoad:
         for thread in self.threads:
             thread.start()
 
+    def wait_for_logins(self, count: int = LOGINS_PER_PHASE) -> None:
+        """Until each password has been tried `count` more times, whatever the answers."""
+        start = len(self.attempts)
+
+        def tried() -> bool:
+            seen = Counter(which for _, which, _ in self.attempts[start:])
+            return all(seen[which] >= count for which in self.passwords)
+
+        wait_until("login attempts with every password", tried, timeout=120, interval=0.05)
+
     def stop(self) -> None:
         self.stopping.set()
         for thread in self.threads:
@@ -197,27 +207,28 @@ def test_rotating_passwords_under_login_load(stack: DevStack, rotation_stack: Lo
     marks = {"load start": time.monotonic()}
     load.start()
     try:
-        time.sleep(PHASE_S)
+        load.wait_for_logins()
         marks["Job start"] = time.monotonic()
         result, job_seconds = run_job(local, job, "job-1")
         marks["Job done"] = time.monotonic()
         assert result.returncode == 0, result.stderr
-        time.sleep(PHASE_S)
+        load.wait_for_logins()
         # The rollout: a new pod (surge), ready, then an old one goes; twice.
         pgpool_new = [local.pgpool("pgpool-new-0", stack=new)]
         new_probe = probe(local, pgpool_new[0])
         service.set(*pgpool_old, *pgpool_new)
         marks["new pod 1 ready"] = time.monotonic()
-        time.sleep(PHASE_S)
+        load.wait_for_logins()
         service.set(pgpool_old[1], *pgpool_new)
         pgpool_old[0].stop()
         pgpool_new.append(local.pgpool("pgpool-new-1", stack=new))
+        wait_until("new pod 2 ready", lambda: probe(local, pgpool_new[1])[0] == 0)
         service.set(pgpool_old[1], *pgpool_new)
-        time.sleep(PHASE_S)
+        load.wait_for_logins()
         service.set(*pgpool_new)
         pgpool_old[1].stop()
         marks["rollout done"] = time.monotonic()
-        time.sleep(PHASE_S)
+        load.wait_for_logins()
         marks["load end"] = time.monotonic()
     finally:
         load.stop()

@@ -27,17 +27,15 @@ from typing import Iterator
 
 import pytest
 
-from tests.dataplane.harness import HAProxy
+from tests.dataplane.harness import HAProxy, wait_until
 from tests.dataplane.installs import PgpoolInstall
 from tests.dataplane.load import CREATE_WRITES_TABLE, WRITES_TABLE, PgbenchRun, WriteLoad
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool, running_database
 from tests.dataplane.stack_files import DevStack, dev_stack
 
 ENDPOINT_DELAY_S = 1.0
-"""From a pod's deletion until the front stops sending it new connections."""
-WARMUP_S = 3
-SETTLE_S = 2
-"""After a new pod joins the front, before the old one is deleted (its readiness, in the cluster)."""
+"""From a pod's deletion until the front stops sending it new connections: a delay of the cluster's
+(endpoint controllers, kube-proxy) that the test reproduces, not an event it waits for."""
 SHORT_LANES, LONG_LANES = 4, 2
 SHUTDOWN = {"pgpoolPreStopSeconds": "3", "pgpoolTerminationGraceSeconds": "10"}
 """Shorter than the defaults (10 s, 60 s) to keep the test short; 3 s still exceeds ENDPOINT_DELAY_S."""
@@ -119,7 +117,8 @@ def rolling_replacement(local: LocalDevStack, stack: DevStack) -> tuple[list[Ter
         front.add(slot, pgpool.endpoint.port)
     endpoint = front.endpoint.__class__(front.endpoint.port, pods["a"].endpoint.sslmode)
     base = next(REPLACEMENTS) * 100_000  # run ids of this replacement, apart from any other's
-    duration = WARMUP_S + 2 * (SETTLE_S + stack.pod["terminationGracePeriodSeconds"] + 2) + 2
+    # The long lanes' sessions last about the whole replacement: two deletions, each within its grace period.
+    duration = 2 * (stack.pod["terminationGracePeriodSeconds"] + 6) + 6
     short = WriteLoad(local.workspace, endpoint, user, password, user, lanes=SHORT_LANES, chunk=2,
                       new_connection_per_transaction=True, name=f"short-{base}", first_run=base)
     long = WriteLoad(local.workspace, endpoint, user, password, user, lanes=LONG_LANES, chunk=duration,
@@ -128,11 +127,13 @@ def rolling_replacement(local: LocalDevStack, stack: DevStack) -> tuple[list[Ter
     short.start()
     long.start()
     try:
-        time.sleep(WARMUP_S)
+        short.wait_for_a_clean_run_per_lane(after=0)
+        long.wait_for_a_commit_per_lane(local.cluster.primary, user)
         for old, new in (("a", "c"), ("b", "d")):
             pods[new] = local.pgpool(f"pgpool-{new}", stack=stack)
             front.add(new, pods[new].endpoint.port)
-            time.sleep(SETTLE_S)
+            # The Deployment deletes an old pod once the new one is Ready: its readiness probe answers.
+            wait_until(f"pod {new} ready", lambda: pods[new].probe(stack.readiness_command).returncode == 0)
             terminations.append(terminate(pods[old], old, front))
     finally:
         short_runs, long_runs = short.stop(), long.stop()
