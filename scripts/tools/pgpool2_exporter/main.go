@@ -42,7 +42,7 @@ func main() {
 	dsn := dataSourceName()
 	// NewExporter retries every 5 s until it has logged in to Pgpool-II: nothing listens until then.
 	exporter := exp.NewExporter(dsn, exp.Namespace)
-	defer exporter.DB.Close()
+	defer func() { exporter.DB.Close() }() // the connection scrapes last reopened
 	prometheus.MustRegister(exporter)
 
 	pgpoolVersion, err := exp.QueryVersion(exporter.DB)
