@@ -180,9 +180,10 @@ def _pgpool_rules(settings: PrometheusSettings, pgpool_service: str, namespace: 
             f"{target_up} == 0 or absent({target_up})",
             "2m", "critical",
             "Pgpool-II {{ $labels.namespace }}/{{ $labels.service }} is down",
-            "{{ if $labels.pod }}Prometheus cannot scrape pod {{ $labels.pod }}{{ else }}"
-            "The Service has no endpoints to scrape{{ end }}: the Pgpool-II pod or its "
-            "pgpool2_exporter sidecar is not running or not ready.",
+            "{{ if $labels.pod }}Prometheus cannot scrape pod {{ $labels.pod }}: the pod is not running, or "
+            "its pgpool2_exporter sidecar has not logged in to Pgpool-II as the monitor user (it opens its "
+            "port only then; its log says why it cannot).{{ else }}The Service has no endpoints to scrape: "
+            "no Pgpool-II pod is running.{{ end }}",
         ),
         _alert(
             "PgpoolExporterCannotReachPgpool",

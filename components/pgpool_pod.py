@@ -330,9 +330,10 @@ def _exporter_container(s: PgpoolSettings, monitor: CredentialRef) -> dict:
         ],
         "resources": resources("25m", "32Mi", "200m", "64Mi"),
         "security_context": container_security_context(EXPORTER_UID),
-        "readiness_probe": {"http_get": {"path": "/metrics", "port": "metrics"}, "period_seconds": 15,
-                            "timeout_seconds": 5},
-        "liveness_probe": {"tcp_socket": {"port": "metrics"}, "period_seconds": 20},
+        # No probes: pgpool2_exporter 1.2.2 opens its port only once it has logged in to Pgpool-II, and
+        # retries every 5 s until then. A liveness probe would restart it in a loop while the monitor user
+        # cannot log in, a readiness probe would take Pgpool-II out of its Service for a monitoring fault;
+        # Prometheus' failed scrape (PgpoolDown) reports it instead.
     }
 
 

@@ -9,5 +9,7 @@ scripts/pgpool_root.sh >/dev/null  # Pgpool-II 4.6 for the data plane: built onc
 for tool in promtool etcd kwok kubernetes; do
     scripts/tools.sh "$tool" >/dev/null
 done
+# Built from ../shared/vendor; without it (exit 3, said on stderr) the tests that run it skip.
+scripts/tools.sh pgpool2_exporter >/dev/null || [[ $? == 3 ]]
 source scripts/env.sh
 .venv/bin/python -m pytest tests -ra "$@"

@@ -8,7 +8,7 @@
 #   scripts/tools.sh etcd                        etcd v3.7.3
 #   scripts/tools.sh kwok                        kwok v0.8.0 (simulated nodes and pods)
 #   scripts/tools.sh promtool                    promtool of Prometheus v3.5.0 (Go module v0.305.0)
-#   scripts/tools.sh pgpool2_exporter            pgpool2_exporter v1.2.2
+#   scripts/tools.sh pgpool2_exporter            pgpool2_exporter v1.2.2 (from ../shared/vendor; exits 3 without it)
 # Tools whose upstream go.mod has replace lines are built from a wrapper module in scripts/tools/NAME,
 # whose committed go.mod and go.sum decide every dependency version (-mod=readonly).
 set -euo pipefail
@@ -137,12 +137,39 @@ build_promtool() {
 }
 
 pgpool2_exporter_version=v1.2.2
+# The Go module proxy does not serve github.com/pgpool/pgpool2_exporter: it is built from the unchanged
+# source of its tag beside the repository (../shared/vendor, see its README.md; PGPOOL2_EXPORTER_SOURCE names
+# another copy), with the command in scripts/tools/pgpool2_exporter that the snapshot lacks. A missing
+# source exits 3, which the tests that need the exporter skip on.
+pgpool2_exporter_source="${PGPOOL2_EXPORTER_SOURCE:-$(cd "$scripts_dir/../.." && pwd -P)/shared/vendor/pgpool2_exporter-${pgpool2_exporter_version#v}}"
 
-# Tags and CGO setting as in the upstream .promu.yml.
+pgpool2_exporter_stamp() {
+    if [[ ! -f "$pgpool2_exporter_source/go.mod" ]]; then
+        echo "pgpool2_exporter: no source at $pgpool2_exporter_source (the module proxy does not serve" \
+            "github.com/pgpool/pgpool2_exporter; put its $pgpool2_exporter_version source there)" >&2
+        exit 3
+    fi
+    echo "$(wrapper_stamp pgpool2_exporter "$pgpool2_exporter_version")" \
+        "$(cat "$pgpool2_exporter_source"/{go.mod,go.sum,Dockerfile,*.go} | sha256sum | cut -c1-16)"
+}
+
+# In a writable copy in the cache (go needs the command beside the module); tags, CGO setting and version
+# ldflag as in the upstream .promu.yml. The module's own go.mod and go.sum decide every dependency. Beside
+# the binary goes the image's Dockerfile (ENV defaults, COPY, CMD): the directory is that image's build
+# context, and the data plane runs the binary by the Dockerfile's command line.
 build_pgpool2_exporter() {
-    CGO_ENABLED=0 GOBIN="$bin_dir" go install -p 2 -trimpath -tags netgo,static_build \
+    local build_dir="$PGPOOL_K8S_CACHE/build/pgpool2_exporter"
+    rm -rf "$build_dir"
+    mkdir -p "$build_dir"
+    cp -R "$pgpool2_exporter_source/." "$build_dir/"
+    chmod -R u+w "$build_dir"
+    mkdir -p "$build_dir/cmd/pgpool2_exporter"
+    cp "$scripts_dir/tools/pgpool2_exporter/main.go" "$build_dir/cmd/pgpool2_exporter/"
+    go_build "$build_dir" -tags netgo,static_build \
         -ldflags "-X github.com/prometheus/common/version.Version=${pgpool2_exporter_version#v}" \
-        "github.com/pgpool/pgpool2_exporter/cmd/pgpool2_exporter@$pgpool2_exporter_version"
+        -o "$bin_dir/pgpool2_exporter" ./cmd/pgpool2_exporter
+    cp "$pgpool2_exporter_source/Dockerfile" "$bin_dir/"
+    rm -rf "$build_dir"
 }
 
 case "${1:-}" in
@@ -155,7 +182,10 @@ case "${1:-}" in
     etcd) build_once etcd "$(wrapper_stamp etcd "$etcd_version")" build_etcd ;;
     kwok) build_once kwok "$kwok_version with stages" build_kwok ;;
     promtool) build_once promtool "$(wrapper_stamp promtool "$promtool_module_version")" build_promtool ;;
-    pgpool2_exporter) build_once pgpool2_exporter "$pgpool2_exporter_version" build_pgpool2_exporter ;;
+    pgpool2_exporter)
+        stamp="$(pgpool2_exporter_stamp)" || exit
+        build_once pgpool2_exporter "$stamp" build_pgpool2_exporter
+        ;;
     *)
         echo "usage: $0 pulumi|pulumi-resource-kubernetes|kubernetes|etcd|kwok|promtool|pgpool2_exporter" >&2
         exit 2

@@ -348,8 +348,9 @@ ALERT_SCENARIOS = {
         [{"eval_time": "3m", "alertname": "PgpoolDown", "exp_alerts": [alert(
             {**PGPOOL_POD, "severity": "critical"},
             "Pgpool-II demo/pgpool-metrics is down",
-            "Prometheus cannot scrape pod pgpool-7d9c-x1: the Pgpool-II pod or its pgpool2_exporter sidecar "
-            "is not running or not ready.")]}],
+            "Prometheus cannot scrape pod pgpool-7d9c-x1: the pod is not running, or its pgpool2_exporter "
+            "sidecar has not logged in to Pgpool-II as the monitor user (it opens its port only then; its log "
+            "says why it cannot).")]}],
     ),
     "no-endpoints": (
         [series("up", {**PGPOOL_POD, "service": "other-metrics"}, "1x5")],
@@ -357,8 +358,7 @@ ALERT_SCENARIOS = {
          {"eval_time": "3m", "alertname": "PgpoolDown", "exp_alerts": [alert(
              {"namespace": NAMESPACE, "service": PGPOOL_SERVICE, "severity": "critical"},
              "Pgpool-II demo/pgpool-metrics is down",
-             "The Service has no endpoints to scrape: the Pgpool-II pod or its pgpool2_exporter sidecar "
-             "is not running or not ready.")]}],
+             "The Service has no endpoints to scrape: no Pgpool-II pod is running.")]}],
     ),
     "exporter-cannot-reach-pgpool": (
         [series("up", PGPOOL_POD, "1x5"), series("pgpool2_up", PGPOOL_POD, "0x5")],

@@ -392,6 +392,8 @@ def test_exporter_sidecar_logs_in_as_the_monitor_user(stack_run):
     run = stack_run(monitorUser="watcher")
     exporter = container(run, "exporter")
     assert exporter["ports"] == [{"name": "metrics", "containerPort": 9719}]
+    # It listens only once logged in: a probe would restart it, or unready Pgpool-II, while it cannot.
+    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & exporter.keys()
     env = env_of(run, "exporter")
     secret_name = object_name(run, "core/v1:Secret", "pgpool-user-watcher")
     for variable, key in (("POSTGRES_USERNAME", "username"), ("POSTGRES_PASSWORD", "password")):

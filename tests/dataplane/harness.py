@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -27,6 +28,8 @@ from typing import Callable, Iterator, TypeVar
 
 import psycopg
 from psycopg import sql
+
+from tests.dataplane.installs import Identity
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 LOCALHOST = "127.0.0.1"
@@ -491,36 +494,83 @@ class HAProxy(Service):
 class MetricsExporter(Service):
     """A Prometheus exporter `binary` serving /metrics on a free port of 127.0.0.1."""
 
-    def __init__(self, workspace: Workspace, name: str, binary: str | Path, env: dict[str, str]):
+    def __init__(self, workspace: Workspace, name: str, binary: str | Path, env: dict[str, str] | None = None,
+                 popen: dict | None = None):
         self.port = free_ports(1)[0]
-        super().__init__(workspace, name, [str(binary), f"--web.listen-address={LOCALHOST}:{self.port}"], env)
+        super().__init__(workspace, name, self.command(binary), env, popen)
+
+    def command(self, binary: str | Path) -> list[str]:
+        return [str(binary), f"--web.listen-address={self.listen_address}"]
+
+    @property
+    def listen_address(self) -> str:
+        return f"{LOCALHOST}:{self.port}"
 
     @property
     def url(self) -> str:
-        return f"http://{LOCALHOST}:{self.port}/metrics"
+        return f"http://{self.listen_address}/metrics"
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Start it and, unless `wait` is false, wait until it serves /metrics."""
         super().start()
-        self.wait_ready("serving /metrics", self.metrics)
+        if wait:
+            self.wait_ready("serving /metrics", self.metrics)
 
     def metrics(self) -> str:
         with urllib.request.urlopen(self.url, timeout=10) as response:
             return response.read().decode()
 
 
-class Exporter(MetricsExporter):
-    """pgpool2_exporter started the way its image starts it, from the image's environment variables."""
+@dataclass(frozen=True)
+class ExporterImage:
+    """The pgpool/pgpool2_exporter image as its Dockerfile builds it (scripts/tools.sh puts the Dockerfile of
+    the source it built beside the binary): ENV defaults, where COPY puts the binary, and CMD."""
 
-    def __init__(self, workspace: Workspace, binary: Path, image_env: dict[str, str]):
-        # The image's CMD: DATA_SOURCE_USER/PASS from POSTGRES_USERNAME/PASSWORD, and
-        # DATA_SOURCE_URI="${PGPOOL_SERVICE}:${PGPOOL_SERVICE_PORT}/${POSTGRES_DATABASE}?sslmode=${SSLMODE}".
-        env = {
-            "DATA_SOURCE_USER": image_env["POSTGRES_USERNAME"],
-            "DATA_SOURCE_PASS": image_env["POSTGRES_PASSWORD"],
-            "DATA_SOURCE_URI": f"{image_env['PGPOOL_SERVICE']}:{image_env['PGPOOL_SERVICE_PORT']}/"
-                               f"{image_env['POSTGRES_DATABASE']}?sslmode={image_env['SSLMODE']}",
-        }
-        super().__init__(workspace, "pgpool2_exporter", binary, env)
+    env: dict[str, str]
+    binary: str
+    command: list[str]
+
+    @classmethod
+    def read(cls, dockerfile: Path) -> "ExporterImage":
+        env, binary, command = {}, None, None
+        for line in dockerfile.read_text().splitlines():
+            keyword, _, rest = line.strip().partition(" ")
+            if keyword == "ENV":  # the legacy "ENV NAME value" form, the only one the file uses
+                name, value = rest.strip().split(None, 1)
+                env[name] = value
+            elif keyword == "COPY":
+                binary = rest.split()[-1]
+            elif keyword == "CMD":
+                command = json.loads(rest)
+        if binary is None or command is None:
+            raise ValueError(f"{dockerfile}: no COPY or no CMD line")
+        return cls(env, binary, command)
+
+
+class Exporter(MetricsExporter):
+    """pgpool2_exporter run by the image's own command line (`sh -c` making DATA_SOURCE_USER/PASS/URI from
+    the container's environment), on the image's ENV defaults overridden by `container_env`, as the
+    container's user. Two things are mapped onto this machine: the binary's path in the image, and its port
+    (a free one on 127.0.0.1, given as --web.listen-address at the end of the command line)."""
+
+    def __init__(self, workspace: Workspace, binary: Path, container_env: dict[str, str], user: Identity,
+                 name: str = "pgpool2_exporter"):
+        self.image = ExporterImage.read(binary.parent / "Dockerfile")
+        # A copy the container's user can run (the tool cache may be in root's home).
+        directory = workspace.directory(name)
+        directory.chmod(0o711)
+        local_binary = workspace.write(directory / "pgpool2_exporter", binary.read_bytes(), mode=0o755)
+        popen = {"env": {**self.image.env, **container_env, "PATH": "/usr/bin:/bin"}}
+        if os.geteuid() == 0:
+            popen.update(user=user.uid, group=user.gid, extra_groups=[])
+        super().__init__(workspace, name, local_binary, popen=popen)
+
+    def command(self, binary: str | Path) -> list[str]:
+        shell, option, script = self.image.command
+        if not script.endswith(self.image.binary):
+            raise ValueError(f"the image's command line does not end with {self.image.binary}: {script!r}")
+        local = f"{shlex.quote(str(binary))} --web.listen-address={self.listen_address}"
+        return [shell, option, script[:-len(self.image.binary)] + local]
 
 
 POSTGRES_EXPORTER = Path("/usr/bin/prometheus-postgres-exporter")

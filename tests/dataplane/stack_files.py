@@ -4,9 +4,9 @@ Everything comes from one run of the whole program under Pulumi mocks: pgpool.co
 pool_hba.conf (ConfigMap pgpool-config), pool_passwd, .pgpoolkey, pcp.conf and pcppass (Secret
 pgpool-files), the certificate (Secret pgpool-tls), the Deployment's pod template (volumes, the
 init step, the pgpool command line, probes and preStop hook), the exporter's environment, the
-database's init.sql and user.conf, the users' Secrets and the alert rules. The local copy changes
-only the pgpool.conf parameters LOCAL_PGPOOL_KEYS names and the port field of pcppass;
-`check_local_copy` fails on any other difference.
+database's init.sql and user.conf, the users' Secrets, the alert rules and the Grafana dashboard.
+The local copy changes only the pgpool.conf parameters LOCAL_PGPOOL_KEYS names and the port field
+of pcppass; `check_local_copy` fails on any other difference.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ class DevStack:
     """The exporter container's environment, Secret references resolved."""
     alert_rules: str
     """Prometheus rules file (ConfigMap prometheus-rules)."""
+    dashboard: dict
+    """The Grafana dashboard (the ConfigMap labelled grafana_dashboard=1)."""
 
     def __repr__(self) -> str:  # the fields hold secrets: keep them out of test reports
         return f"DevStack({self.settings.stack}, namespace {self.settings.namespace})"
@@ -126,6 +128,9 @@ def read_dev_stack(run: ProgramRun, settings: StackSettings) -> DevStack:
     config_map = {r.name: r.props.get("data", {}) for r in run.of_type("core/v1:ConfigMap")}
     objects = {r.props["metadata"]["name"]: r.props.get("stringData", r.props.get("data", {}))
                for r in run.of_type("core/v1:Secret") + run.of_type("core/v1:ConfigMap")}
+    [dashboard] = [text for r in run.of_type("core/v1:ConfigMap")
+                   if r.props["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+                   for text in r.props["data"].values()]
     pod = manifest(run.find("apps/v1:Deployment", name).props["spec"]["template"]["spec"])
     containers = {c["name"]: c for c in pod["containers"] + pod["initContainers"]}
     pgpool, exporter = containers["pgpool"], containers["exporter"]
@@ -161,6 +166,7 @@ def read_dev_stack(run: ProgramRun, settings: StackSettings) -> DevStack:
         probe_env=env_of(pgpool),
         exporter_env=env_of(exporter),
         alert_rules=config_map["prometheus-rules"]["pgpool.yml"],
+        dashboard=json.loads(dashboard),
     )
 
 
