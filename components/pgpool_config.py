@@ -1,6 +1,6 @@
 """Pgpool-II's files: which ones each configuration mode puts into which object (`pgpool_files`), and
 the pure renderers of pgpool.conf (or its PGPOOL_PARAMS_* env form), pool_hba.conf, pool_passwd,
-.pgpoolkey, pcp.conf and .pcppass.
+.pgpoolkey, pcp.conf, .pcppass and the readiness probe's .pgpass.
 
 Deterministic text from settings, no I/O and no Pulumi, so the component, the data-plane harness and
 the tests all render the same bytes. Every value reaching a file is checked against the reader of that
@@ -93,6 +93,12 @@ class PgpoolPaths:
         return self._secret("pcppass")
 
     @property
+    def pgpass(self) -> str:
+        """The PGPASSFILE of the readiness probe's psql: its password never sits in the environment, part of
+        which the image's entrypoint evaluates (components/settings.py, ENTRYPOINT_MANGLES)."""
+        return self._secret("pgpass")
+
+    @property
     def tls_cert(self) -> str:
         return self._secret("tls.crt")
 
@@ -122,6 +128,8 @@ def pgpool_stop_command(mode: str, paths: PgpoolPaths = PgpoolPaths(),
 
 PCP_SECRET = "pcp"
 """Object suffix of the PCP user's Secret (env mode)."""
+PROBE_DATABASE = "postgres"
+"""The database the readiness probe and the exporter log in to."""
 ENV_MODE_PATHS = PgpoolPaths(config_dir=PGPOOL_IMAGE.etc_dir, secrets_dir=PGPOOL_IMAGE.etc_dir)
 """Env mode: where the image's entrypoint writes the files pgpool reads (its etc dir)."""
 
@@ -169,18 +177,21 @@ def _configmap_mode_files(args: PgpoolArgs) -> tuple[dict[str, str], dict[str, s
         ".pgpoolkey": render_pool_key(sec.pool_key),
         "pcp.conf": render_pcp_conf(sec.pcp),
         "pcppass": render_pcppass(sec.pcp, s.pcp_port),
+        "pgpass": render_pgpass(sec.monitor, PROBE_DATABASE),
     }
     return config, secret, ()
 
 
 def _env_mode_files(args: PgpoolArgs) -> tuple[dict[str, str], dict[str, str], tuple[tuple[str, str], ...]]:
     """PGPOOL_PARAMS_* variables for the image's entrypoint, which writes pgpool.conf, pool_passwd,
-    pcp.conf and a new pool key at every start; pool_hba.conf and the probe's pcppass as files."""
+    pcp.conf and a new pool key at every start; pool_hba.conf and the probes' pcppass and pgpass as files."""
     s = args.settings
     params = (*render_pgpool_env(s, args.backends, args.namespace),
               ("PGPOOL_PASSWORD_ENCRYPTION_METHOD", s.password_encryption),
               ("PGPOOL_ENABLE_POOL_PASSWD", "true"))
-    return {"pool_hba.conf": render_pool_hba(s)}, {"pcppass": render_pcppass(args.secrets.pcp, s.pcp_port)}, params
+    probes = {"pcppass": render_pcppass(args.secrets.pcp, s.pcp_port),
+              "pgpass": render_pgpass(args.secrets.monitor, PROBE_DATABASE)}
+    return {"pool_hba.conf": render_pool_hba(s)}, probes, params
 
 
 MODE_FILES: dict[str, Callable[[PgpoolArgs], tuple[dict[str, str], dict[str, str], tuple[tuple[str, str], ...]]]] = {
@@ -544,6 +555,15 @@ def render_pcppass(pcp: Credential, port: int, host: str = "*") -> str:
         raise ValueError(f".pcppass line for user {pcp.name!r} is longer than the {PCPPASS_LINE_MAX} "
                          "bytes the pcp client reads; use a shorter password")
     return line + "\n"
+
+
+def render_pgpass(user: Credential, database: str, host: str = "127.0.0.1") -> str:
+    """libpq's password file for `user` on `database` at `host`, any port: `host:port:database:user:password`,
+    with '\\' and ':' escaped as libpq reads them."""
+    _check_user(user.name)
+    _check_password(user.name, user.password)
+    return ":".join([_pcppass_field(host), "*", _pcppass_field(database), _pcppass_field(user.name),
+                     _pcppass_field(user.password)]) + "\n"
 
 
 def _lines(lines: Iterable[str]) -> str:

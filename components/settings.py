@@ -56,11 +56,13 @@ MAX_AES_PASSWORD_BYTES = 79  # a longer password's AES entry outgrows the 128 ch
 MAX_POOL_KEY_BYTES = 255  # pgpool and pg_enc ignore byte 256 onward
 MIN_PORT = 1024  # pgpool refuses lower ports, and non-root containers cannot bind them
 MIN_SHUTDOWN_SECONDS = 5  # what the termination grace period leaves Pgpool-II after the preStop wait
-ENTRYPOINT_MANGLES = re.compile(r"[\s*?\[]|^-")
+ENTRYPOINT_MANGLES = re.compile(r"[\s*?\[]|^-|_USERNAME=")
 """What the image's entrypoint (env mode) breaks in a password: it reads each one with an unquoted
 `echo` and passes it on unquoted (`pg_enc ... -u ${username} ${password}`, `pg_md5
 ${PGPOOL_PCP_PASSWORD}`), so bash splits it at whitespace and expands glob characters against the
-files of /, and a leading '-' is taken for an option by echo or by pg_enc/pg_md5."""
+files of /, and a leading '-' is taken for an option by echo or by pg_enc/pg_md5. And it takes every
+environment line containing '_USERNAME=' for a user, and evaluates (`eval "echo \\$${prefix}_USERNAME"`) the
+line up to its first '_': in a variable whose name has none, such a value runs as a command."""
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 PG_ROLE = re.compile(r"^[a-z_][a-z0-9_]*$")

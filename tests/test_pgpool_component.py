@@ -15,7 +15,7 @@ import pytest
 from tests.recorded_run import plain_strings, secret_values
 from tests.program_run import is_secret, unwrap
 
-SECRET_FILES = {"pool_passwd", ".pgpoolkey", "pcp.conf", "pcppass"}
+SECRET_FILES = {"pool_passwd", ".pgpoolkey", "pcp.conf", "pcppass", "pgpass"}
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_env_mode_configures_through_pgpool_params(stack_run):
     assert "command" not in container(run, "pgpool")  # the image's entrypoint writes pgpool.conf
     # Only pool_hba.conf is mounted; the image writes pool_passwd, pcp.conf and its key itself.
     assert set(config_files(run)) == {"pool_hba.conf"}
-    assert set(secret_files(run)) == {"pcppass"}
+    assert set(secret_files(run)) == {"pcppass", "pgpass"}
 
 
 def test_env_mode_credentials_only_by_secret_reference(stack_run):
@@ -304,10 +304,12 @@ def test_probes_reach_this_pods_pgpool_with_the_stacks_credentials(stack_run, mo
     flags = dict(zip(ready, ready[1:]))
     assert (flags["-h"], int(flags["-p"])) == ("127.0.0.1", {p["name"]: p["containerPort"]
                                                             for p in pgpool["ports"]}["postgres"])
-    ref = env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]
-    [monitor] = [s for s in run.of_type("core/v1:Secret") if s.props["metadata"]["name"] == ref["name"]]
-    assert (monitor.props["stringData"]["username"], monitor.props["stringData"][ref["key"]]) == (
-        flags["-U"], run.secrets["monitorPassword"])
+    pgpass = env["PGPASSFILE"]["value"]  # a file: no password in the container's environment
+    assert posixpath.dirname(pgpass) == mount_dir(run, "pgpool", "prepared-secrets")
+    host, port, database, user, password = secret_files(run)[posixpath.basename(pgpass)].rstrip("\n").split(":")
+    assert (host, port, database, user, password) == (flags["-h"], "*", flags["-d"], flags["-U"],
+                                                      run.secrets["monitorPassword"])
+    assert not [e for e in pgpool["env"] if "valueFrom" in e and "_" not in e["name"]]
     assert env["PGSSLMODE"]["value"] == "require" and {r[0] for r in hba_rows(run)} == {"hostssl"}
     alive = pgpool["livenessProbe"]["exec"]["command"]
     alive_flags = dict(zip(alive, alive[1:]))

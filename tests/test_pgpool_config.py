@@ -32,6 +32,7 @@ from components.pgpool_config import (
     quote_conf_value,
     render_pcp_conf,
     render_pcppass,
+    render_pgpass,
     render_pgpool_conf,
     render_pgpool_env,
     render_pool_hba,
@@ -391,6 +392,12 @@ def test_pcp_conf_equals_pg_md5(password: str) -> None:
 def test_pcppass_escapes_separator_and_backslash() -> None:
     assert render_pcppass(Credential("pcp", "a:b\\c"), 9898) == "*:9898:pcp:a\\:b\\\\c\n"
     assert render_pcppass(Credential("pcp", "pw"), 9898, host="/var/run/pgpool") == "/var/run/pgpool:9898:pcp:pw\n"
+
+
+def test_pgpass_is_for_the_probes_login_on_any_port_and_escapes_like_libpq() -> None:
+    assert render_pgpass(Credential("monitor", "a:b\\c"), "postgres") == "127.0.0.1:*:postgres:monitor:a\\:b\\\\c\n"
+    with pytest.raises(ValueError, match="line break"):
+        render_pgpass(Credential("monitor", "a\nb"), "postgres")
 
 
 def test_pcppass_line_longer_than_the_pcp_client_reads_is_refused() -> None:

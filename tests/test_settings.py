@@ -201,7 +201,8 @@ def test_kubedb_superuser_password_fits_the_exporters_connection_string():
     load_secrets(load_settings({"postgresMonitoring": "false"}, "dev"), secrets_for(settings, dbPassword="with space"))
 
 
-@pytest.mark.parametrize("password", ["two words", "tab\there", "star*", "what?", "[abc]", "-dash", "-n"])
+@pytest.mark.parametrize("password", ["two words", "tab\there", "star*", "what?", "[abc]", "-dash", "-n",
+                                      "x;touch${IFS}/tmp/pwned;#_USERNAME=y"])
 def test_env_mode_refuses_passwords_the_entrypoint_would_mangle(password):
     # tests/test_pgpool_config.py shows the entrypoint's own lines registering another password for these.
     settings = load_settings({"pgpoolMode": "env"}, "dev")
@@ -209,7 +210,8 @@ def test_env_mode_refuses_passwords_the_entrypoint_would_mangle(password):
     with pytest.raises(SettingsError) as error:
         load_secrets(settings, secrets_for(settings, **keys))
     for key in ("monitorPassword", "pcpPassword", "userPasswords.app"):
-        assert f"pgpool-k8s:{key} contains whitespace or one of * ? [, or starts with '-'" in str(error.value)
+        assert f"pgpool-k8s:{key} contains whitespace or one of * ? [, starts with '-', or contains '_USERNAME='" \
+            in str(error.value)
     assert password not in str(error.value)
     # configmap mode renders pool_passwd itself and takes them all.
     configmap = load_settings({}, "dev")
