@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from components.operators import Backends
 from components.pgpool_image import PGPOOL_IMAGE
+from policies.pgpool_policies.pgpool_versions import PROCESS_MANAGEMENT_MODE, UNIX_SOCKET_DIRECTORIES, WORK_DIR
 from components.settings import (
     MAX_AES_PASSWORD_BYTES,
     MAX_NAME_BYTES,
@@ -61,8 +62,8 @@ class PgpoolPaths:
     socket_dir: str = PGPOOL_IMAGE.socket_dir
     """Unix sockets of pgpool, PCP (the liveness probe's pcp_node_count connects here) and the watchdog IPC."""
     pid_file: str = posixpath.join(PGPOOL_IMAGE.socket_dir, "pgpool.pid")
-    logdir: str = "/tmp"
-    """Where pgpool keeps pgpool_status (discarded at start by -D)."""
+    work_dir: str = "/tmp"
+    """Where pgpool keeps pgpool_status (discarded at start by -D): work_dir, logdir before 4.7."""
 
     def _secret(self, name: str) -> str:
         return posixpath.join(self.secrets_dir, name)
@@ -290,15 +291,17 @@ def _listening(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths
 
 def _files(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
     sockets = PurePosixPath(paths.socket_dir)  # PurePosixPath marks the paths the image manages in env mode
-    return ("Files. Both socket names: 4.4 renamed socket_dir; each version ignores the other one.", (
-        # A plain string: the image's entrypoint sets socket_dir but not the 4.4 name, so env
-        # mode needs it too or 4.4+ puts the socket in /tmp instead of the sockets volume.
-        ("unix_socket_directories", paths.socket_dir),
-        ("socket_dir", sockets),
+    release = pgpool.release
+    # A release ignores the other name. unix_socket_directories is a plain string: the image's entrypoint sets
+    # only socket_dir, so env mode needs it or 4.4+ puts the socket in /tmp instead of the sockets volume.
+    socket = (("unix_socket_directories", paths.socket_dir) if release >= UNIX_SOCKET_DIRECTORIES
+              else ("socket_dir", sockets))
+    return ("Files, by this release's names (4.4 renamed socket_dir, 4.7 logdir).", (
+        socket,
         ("pcp_socket_dir", sockets),
         ("wd_ipc_socket_dir", sockets),
         ("pid_file_name", PurePosixPath(paths.pid_file)),
-        ("logdir", PurePosixPath(paths.logdir)),
+        ("work_dir" if release >= WORK_DIR else "logdir", PurePosixPath(paths.work_dir)),
     ))
 
 
@@ -329,6 +332,8 @@ def _pooling(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: 
         ("statement_level_load_balance", pgpool.statement_level_load_balance),
         ("disable_load_balance_on_write", pgpool.disable_load_balance_on_write),
         ("num_init_children", pgpool.num_init_children),
+        *((("process_management_mode", pgpool.process_management_mode),)
+          if pgpool.release >= PROCESS_MANAGEMENT_MODE else ()),
         ("max_pool", pgpool.max_pool),
         ("reserved_connections", pgpool.reserved_connections),
         ("child_life_time", pgpool.child_life_time),

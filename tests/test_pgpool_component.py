@@ -6,12 +6,14 @@ properties of what it registers, as the Kubernetes API would receive them.
 
 from __future__ import annotations
 
+import copy
 import json
 import posixpath
 import re
 
 import pytest
 
+from policies.pgpool_policies import evaluate
 from tests.recorded_run import plain_strings, secret_values
 from tests.program_run import is_secret, unwrap
 
@@ -589,3 +591,16 @@ def test_children_are_parented_to_their_component(dev_run):
     # No Kubernetes object hangs off the stack root: each belongs to a component.
     for resource in dev_run.kubernetes_objects():
         assert parent_types[(resource.type, resource.name)].startswith("pgpool-k8s:index:"), resource.name
+
+
+def test_the_release_is_labelled_for_whoever_cannot_read_it_from_the_tag(stack_run):
+    run = stack_run(pgpoolImage="registry.example/pgpool/pgpool:stable", pgpoolVersion="4.6.3")
+    template = run.find("apps/v1:Deployment", "pgpool").props["spec"]["template"]
+    assert template["metadata"]["labels"]["app.kubernetes.io/version"] == "4.6.3"
+    found = evaluate([(r.type, r.name, r.inputs) for r in run.resources])
+    assert [v for v in found if v.policy == "pgpool-supported-release"] == []
+    resources = copy.deepcopy([(r.type, r.name, r.inputs) for r in run.resources])
+    [deployment] = [props for kind, _, props in resources if kind.endswith("apps/v1:Deployment")
+                    and props["metadata"]["name"] == "pgpool"]
+    deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] = "4.6.0"  # a hand edit
+    assert [v.policy for v in evaluate(resources) if v.level == "mandatory"] == ["pgpool-supported-release"]

@@ -14,7 +14,7 @@ from components.settings import (
     unknown_keys,
 )
 from components.stack_secrets import load_secrets, required_secrets
-from tests.program_run import ROOT, project_defaults, stack_settings
+from tests.program_run import ROOT, production_config, project_defaults, stack_settings
 
 BAD_INPUTS = [
     ({"pgpoolMode": "yaml"}, "pgpool-k8s:pgpoolMode = 'yaml': use one of configmap, env"),
@@ -124,7 +124,7 @@ def test_backend_weight1_follows_the_standby_count_unless_set():
 
 def test_production_is_explicit():
     assert not load_settings({}, "prod").production
-    assert load_settings({"production": "true"}, "dev").production
+    assert load_settings(production_config(), "dev").production
 
 
 def test_pulumi_yaml_declares_every_setting_with_the_same_default():
@@ -141,7 +141,17 @@ def test_stack_files_are_valid():
     for stack in ("dev", "prod", "local"):
         raw = {k.split(":", 1)[1]: v for k, v in stack_settings(ROOT / f"Pulumi.{stack}.yaml")["config"].items()}
         assert unknown_keys(raw) == []
-        load_settings(raw, stack)
+        # The example production stack leaves its images to be pinned by the digests its user verified.
+        load_settings({**production_config(), **raw} if stack == "prod" else raw, stack)
+
+
+def test_the_example_production_stack_asks_for_every_image_digest():
+    raw = {k.split(":", 1)[1]: v for k, v in stack_settings(ROOT / "Pulumi.prod.yaml")["config"].items()}
+    with pytest.raises(SettingsError) as error:
+        load_settings(raw, "prod")
+    assert {p.split(" = ")[0] for p in error.value.problems} == {
+        f"pgpool-k8s:{key}" for key in ("pgpoolImage", "exporterImage", "postgresClientImage", "prometheusImage")}
+    assert all("pins every image by digest" in p for p in error.value.problems)
 
 
 def test_typos_are_caught_with_a_suggestion():

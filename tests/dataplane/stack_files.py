@@ -33,6 +33,7 @@ LOCAL_PGPOOL_KEYS = (
     "listen_addresses", "pcp_listen_addresses",  # 127.0.0.1 only
     "port", "pcp_port",  # free ports
     "unix_socket_directories", "socket_dir", "pcp_socket_dir", "wd_ipc_socket_dir", "pid_file_name", "logdir",
+    "work_dir",
     "backend_hostname0", "backend_port0", "backend_hostname1", "backend_port1",  # the local servers
     "pool_passwd", "ssl_key", "ssl_cert",  # file locations
 )
