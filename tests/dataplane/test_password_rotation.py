@@ -71,6 +71,7 @@ def rotated_stack() -> tuple[DevStack, GeneratedJob]:
     """The dev stack with new passwords for the app, the monitor and the superuser (the old superuser
     password kept as dbPasswordPrevious), and its password Job."""
     config, secrets = awkward_secrets()
+    config = {**config, "pgpoolImage": debian12().image}  # the release of the Pgpool-II this module runs
     rotated = dict(secrets)
     rotated["dbPasswordPrevious"] = secrets["dbPassword"]
     rotated["dbPassword"] = "new-" + secrets["dbPassword"][::-1]
@@ -228,7 +229,7 @@ def test_rotating_passwords_under_login_load(stack: DevStack, rotation_stack: Lo
         service.set(pgpool_old[1], *pgpool_new)
         pgpool_old[0].stop()
         pgpool_new.append(local.pgpool("pgpool-new-1", stack=new))
-        wait_until("new pod 2 ready", lambda: probe(local, pgpool_new[1])[0] == 0)
+        wait_until("new pod 2 ready", lambda: probe(pgpool_new[1])[0] == 0)
         service.set(pgpool_old[1], *pgpool_new)
         load.wait_for_logins()
         service.set(*pgpool_new)
