@@ -26,6 +26,11 @@ STACKS = ("dev", "local", "prod")
 CLUSTER_KEYS = ("kubeconfig", "kubeContext")
 """Dropped from each stack's file: with neither, the engine renders the manifests it would apply."""
 
+EXPORTER_WITHOUT_PROBES = (
+    "the pgpool2_exporter sidecar has no probes: 1.2.2 opens its port only once it has logged in to Pgpool-II, "
+    "so a liveness probe would restart it in a loop while the monitor user cannot log in, and a readiness probe "
+    "would take Pgpool-II out of its Service for a monitoring fault; Prometheus' failed scrape (PgpoolDown) "
+    "reports it. The pgpool container has both probes")
 SKIPPED = {
     # (check, kind, name): why the manifest keeps what checkov reports
     ("CKV_K8S_40", "Deployment", "pgpool"):
@@ -38,6 +43,8 @@ SKIPPED = {
         "the pgpool2_exporter image reads its password from the environment only (its CMD exports "
         "DATA_SOURCE_PASS from POSTGRES_PASSWORD), and in pgpoolMode env the pgpool/pgpool image reads every "
         "user's; from Secrets, by secretKeyRef. The readiness probe's password is a file (PGPASSFILE)",
+    ("CKV_K8S_8", "Deployment", "pgpool"): EXPORTER_WITHOUT_PROBES,
+    ("CKV_K8S_9", "Deployment", "pgpool"): EXPORTER_WITHOUT_PROBES,
     ("CKV_K8S_38", "Deployment", "prometheus"):
         "Prometheus' Kubernetes service discovery reads the API with its service account's token",
     ("CKV2_K8S_6", "Pod", "prometheus"): "no NetworkPolicy for Prometheus yet",
