@@ -6,9 +6,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.stack import PgpoolStack
+from components.settings import settings_warnings
 from components.stack_config import read_stack
 
 settings, secrets = read_stack()
+for warning in settings_warnings(settings):
+    pulumi.log.warn(warning)
 
 target = settings.target
 # Secrets change in place under their fixed names (KubeDB and other stacks read them by name); the pods

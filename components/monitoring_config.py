@@ -43,6 +43,11 @@ PROMETHEUS_ADDRESS = "localhost:9090"
 DEFAULT_RULE_FILES = ("/etc/prometheus/rules/*.yml",)
 
 FRONTEND_USED_RATIO_ALERT = 0.9
+STANDBY_READS_SHARE_ALERT = 0.05
+"""Below this share of a pod's SELECTs on the standbys, load balancing is not working (the weights ask for
+backendWeight1 / (backendWeight0 + backendWeight1), two thirds with the defaults)."""
+READS_PER_SECOND_TO_JUDGE = 1
+"""Fewer SELECTs per second than this on a pod say nothing about where they go."""
 
 GRAFANA_SCHEMA_VERSION = 39
 
@@ -202,6 +207,7 @@ def _pgpool_rules(settings: PrometheusSettings, pgpool_service: str, namespace: 
             "new clients wait or are refused. Raise numInitChildren within the backends' "
             "max_connections, or add Pgpool-II replicas.",
         ),
+        _standby_reads_alert(pgpool),
         _alert(
             "PgpoolReplicationDelayHigh",
             f"{_selector('pgpool2_pool_nodes_replication_delay', **pgpool)} > {delay_bytes}",
@@ -212,6 +218,23 @@ def _pgpool_rules(settings: PrometheusSettings, pgpool_service: str, namespace: 
             "Pgpool-II measures it only when srCheckPeriod > 0; with 0 it stays 0 and this never fires.",
         ),
     ]
+
+
+def _standby_reads_alert(pgpool: dict[str, str]) -> dict[str, Any]:
+    """Users' most frequent complaint: every SELECT goes to the primary ("load balancing does not work")."""
+    by_pod = "sum by (namespace, service, pod)"
+    selects = f"rate({_selector('pgpool2_pool_nodes_select_cnt', **pgpool)}[10m])"
+    on_standbys = f"rate({_selector('pgpool2_pool_nodes_select_cnt', **pgpool, role='standby')}[10m])"
+    return _alert(
+        "PgpoolStandbyGetsNoReads",
+        f"{by_pod} ({on_standbys}) / {by_pod} ({selects}) < {STANDBY_READS_SHARE_ALERT} "
+        f"and on (namespace, service, pod) {by_pod} ({selects}) > {READS_PER_SECOND_TO_JUDGE}",
+        "15m", "warning",
+        "Pgpool-II {{ $labels.namespace }}/{{ $labels.pod }} sends almost every SELECT to the primary",
+        "Over 10 minutes {{ $value | humanizePercentage }} of its SELECTs went to the read-only Service. Reads "
+        "stay on the primary inside a transaction that wrote (disableLoadBalanceOnWrite), in sessions that never "
+        "end their transaction, or when Pgpool-II sees node 1 down or its weight is 0 (SHOW POOL_NODES).",
+    )
 
 
 def _postgres_rules(settings: PrometheusSettings, namespace: str, postgres_metrics_service: str) -> list[dict[str, Any]]:

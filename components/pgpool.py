@@ -44,7 +44,9 @@ class Pgpool(pulumi.ComponentResource):
     def __init__(self, name: str, args: PgpoolArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("pgpool-k8s:index:Pgpool", name, None, opts)
         self._child = pulumi.ResourceOptions(parent=self)
-        self._labels = metadata_labels(args.settings.name, COMPONENT, args.production)
+        # The release, for whoever cannot read it from the image's tag (the policy pack, with a tag of your own).
+        self._labels = {**metadata_labels(args.settings.name, COMPONENT, args.production),
+                        "app.kubernetes.io/version": str(args.settings.release)}
         selector = selector_labels(args.settings.name, COMPONENT)
         files = pgpool_files(args)
         objects = self._config_objects(args, files)

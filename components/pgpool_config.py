@@ -1,6 +1,6 @@
 """Pgpool-II's files: which ones each configuration mode puts into which object (`pgpool_files`), and
 the pure renderers of pgpool.conf (or its PGPOOL_PARAMS_* env form), pool_hba.conf, pool_passwd,
-.pgpoolkey, pcp.conf and .pcppass.
+.pgpoolkey, pcp.conf, .pcppass and the readiness probe's .pgpass.
 
 Deterministic text from settings, no I/O and no Pulumi, so the component, the data-plane harness and
 the tests all render the same bytes. Every value reaching a file is checked against the reader of that
@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from components.operators import Backends
 from components.pgpool_image import PGPOOL_IMAGE
+from policies.pgpool_policies.pgpool_versions import PROCESS_MANAGEMENT_MODE, UNIX_SOCKET_DIRECTORIES, WORK_DIR
 from components.settings import (
     MAX_AES_PASSWORD_BYTES,
     MAX_NAME_BYTES,
@@ -61,8 +62,8 @@ class PgpoolPaths:
     socket_dir: str = PGPOOL_IMAGE.socket_dir
     """Unix sockets of pgpool, PCP (the liveness probe's pcp_node_count connects here) and the watchdog IPC."""
     pid_file: str = posixpath.join(PGPOOL_IMAGE.socket_dir, "pgpool.pid")
-    logdir: str = "/tmp"
-    """Where pgpool keeps pgpool_status (discarded at start by -D)."""
+    work_dir: str = "/tmp"
+    """Where pgpool keeps pgpool_status (discarded at start by -D): work_dir, logdir before 4.7."""
 
     def _secret(self, name: str) -> str:
         return posixpath.join(self.secrets_dir, name)
@@ -91,6 +92,12 @@ class PgpoolPaths:
     def pcppass(self) -> str:
         """The PCPPASSFILE of the liveness probe's `pcp_node_count -w`."""
         return self._secret("pcppass")
+
+    @property
+    def pgpass(self) -> str:
+        """The PGPASSFILE of the readiness probe's psql: its password never sits in the environment, part of
+        which the image's entrypoint evaluates (components/settings.py, ENTRYPOINT_MANGLES)."""
+        return self._secret("pgpass")
 
     @property
     def tls_cert(self) -> str:
@@ -122,6 +129,8 @@ def pgpool_stop_command(mode: str, paths: PgpoolPaths = PgpoolPaths(),
 
 PCP_SECRET = "pcp"
 """Object suffix of the PCP user's Secret (env mode)."""
+PROBE_DATABASE = "postgres"
+"""The database the readiness probe and the exporter log in to."""
 ENV_MODE_PATHS = PgpoolPaths(config_dir=PGPOOL_IMAGE.etc_dir, secrets_dir=PGPOOL_IMAGE.etc_dir)
 """Env mode: where the image's entrypoint writes the files pgpool reads (its etc dir)."""
 
@@ -169,18 +178,21 @@ def _configmap_mode_files(args: PgpoolArgs) -> tuple[dict[str, str], dict[str, s
         ".pgpoolkey": render_pool_key(sec.pool_key),
         "pcp.conf": render_pcp_conf(sec.pcp),
         "pcppass": render_pcppass(sec.pcp, s.pcp_port),
+        "pgpass": render_pgpass(sec.monitor, PROBE_DATABASE),
     }
     return config, secret, ()
 
 
 def _env_mode_files(args: PgpoolArgs) -> tuple[dict[str, str], dict[str, str], tuple[tuple[str, str], ...]]:
     """PGPOOL_PARAMS_* variables for the image's entrypoint, which writes pgpool.conf, pool_passwd,
-    pcp.conf and a new pool key at every start; pool_hba.conf and the probe's pcppass as files."""
+    pcp.conf and a new pool key at every start; pool_hba.conf and the probes' pcppass and pgpass as files."""
     s = args.settings
     params = (*render_pgpool_env(s, args.backends, args.namespace),
               ("PGPOOL_PASSWORD_ENCRYPTION_METHOD", s.password_encryption),
               ("PGPOOL_ENABLE_POOL_PASSWD", "true"))
-    return {"pool_hba.conf": render_pool_hba(s)}, {"pcppass": render_pcppass(args.secrets.pcp, s.pcp_port)}, params
+    probes = {"pcppass": render_pcppass(args.secrets.pcp, s.pcp_port),
+              "pgpass": render_pgpass(args.secrets.monitor, PROBE_DATABASE)}
+    return {"pool_hba.conf": render_pool_hba(s)}, probes, params
 
 
 MODE_FILES: dict[str, Callable[[PgpoolArgs], tuple[dict[str, str], dict[str, str], tuple[tuple[str, str], ...]]]] = {
@@ -279,15 +291,17 @@ def _listening(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths
 
 def _files(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
     sockets = PurePosixPath(paths.socket_dir)  # PurePosixPath marks the paths the image manages in env mode
-    return ("Files. Both socket names: 4.4 renamed socket_dir; each version ignores the other one.", (
-        # A plain string: the image's entrypoint sets socket_dir but not the 4.4 name, so env
-        # mode needs it too or 4.4+ puts the socket in /tmp instead of the sockets volume.
-        ("unix_socket_directories", paths.socket_dir),
-        ("socket_dir", sockets),
+    release = pgpool.release
+    # A release ignores the other name. unix_socket_directories is a plain string: the image's entrypoint sets
+    # only socket_dir, so env mode needs it or 4.4+ puts the socket in /tmp instead of the sockets volume.
+    socket = (("unix_socket_directories", paths.socket_dir) if release >= UNIX_SOCKET_DIRECTORIES
+              else ("socket_dir", sockets))
+    return ("Files, by this release's names (4.4 renamed socket_dir, 4.7 logdir).", (
+        socket,
         ("pcp_socket_dir", sockets),
         ("wd_ipc_socket_dir", sockets),
         ("pid_file_name", PurePosixPath(paths.pid_file)),
-        ("logdir", PurePosixPath(paths.logdir)),
+        ("work_dir" if release >= WORK_DIR else "logdir", PurePosixPath(paths.work_dir)),
     ))
 
 
@@ -318,6 +332,8 @@ def _pooling(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: 
         ("statement_level_load_balance", pgpool.statement_level_load_balance),
         ("disable_load_balance_on_write", pgpool.disable_load_balance_on_write),
         ("num_init_children", pgpool.num_init_children),
+        *((("process_management_mode", pgpool.process_management_mode),)
+          if pgpool.release >= PROCESS_MANAGEMENT_MODE else ()),
         ("max_pool", pgpool.max_pool),
         ("reserved_connections", pgpool.reserved_connections),
         ("child_life_time", pgpool.child_life_time),
@@ -544,6 +560,15 @@ def render_pcppass(pcp: Credential, port: int, host: str = "*") -> str:
         raise ValueError(f".pcppass line for user {pcp.name!r} is longer than the {PCPPASS_LINE_MAX} "
                          "bytes the pcp client reads; use a shorter password")
     return line + "\n"
+
+
+def render_pgpass(user: Credential, database: str, host: str = "127.0.0.1") -> str:
+    """libpq's password file for `user` on `database` at `host`, any port: `host:port:database:user:password`,
+    with '\\' and ':' escaped as libpq reads them."""
+    _check_user(user.name)
+    _check_password(user.name, user.password)
+    return ":".join([_pcppass_field(host), "*", _pcppass_field(database), _pcppass_field(user.name),
+                     _pcppass_field(user.password)]) + "\n"
 
 
 def _lines(lines: Iterable[str]) -> str:

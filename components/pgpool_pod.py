@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from components import pgpool_config as conf
-from components.pgpool_config import PgpoolArgs, PgpoolFiles
+from components.pgpool_config import PROBE_DATABASE, PgpoolArgs, PgpoolFiles
 from components.pgpool_image import PGPOOL_IMAGE
 from components.settings import PgpoolSettings, env_prefix
 from components.workload import (
@@ -37,7 +37,6 @@ PREPARED_TLS = "/prepared-tls"
 """Env mode: the init step's view of the emptyDir mounted at the image's /config/tls."""
 EXPORTER_UID = 65534
 """The exporter image runs as root by default."""
-PROBE_DATABASE = "postgres"
 TLS_FILES = ("tls.crt", "tls.key")
 Name = Any
 """The name of a Kubernetes object: a string, or a Pulumi output of an auto-named object."""
@@ -97,6 +96,8 @@ class _Mode:
     """Where the init step puts tls.crt and tls.key."""
     pcppass = paths.pcppass
     """The PCPPASSFILE of the liveness probe's `pcp_node_count -w`."""
+    pgpass = paths.pgpass
+    """The PGPASSFILE of the readiness probe's psql."""
     command: list[str] | None = None
     """The container's command (None: the image's ENTRYPOINT)."""
     args: list[str] | None = None
@@ -229,8 +230,9 @@ def copy_script(copies: list[tuple[str, tuple[str, ...], str]]) -> list[str]:
     for source, names, target in copies:
         if names:
             steps.append(" ".join(["cp", *(f'"{ref(source)}/{name}"' for name in names), f'"{ref(target)}/"']))
-        else:  # the directory's content, modes and owner kept
-            steps.append(f'cp -a "{ref(source)}/." "{ref(target)}/"')
+        else:  # each entry with its mode and owner, not the directory itself: the emptyDir is root's, and GNU
+            # cp -a fails on its times (busybox only warns)
+            steps.append(f'cp -a "{ref(source)}"/* "{ref(target)}/"')
     return shell("prepare-secrets", "; ".join(steps), *directories)
 
 
@@ -263,9 +265,10 @@ def pod_plan(args: PgpoolArgs, files: PgpoolFiles, objects: PodObjects) -> PodPl
     s, sec = args.settings, args.secrets
     mode = MODES[s.mode]
     tls = objects.tls_secret is not None
-    monitor = objects.users[sec.monitor.name]
     probe_env = [
-        secret_env("PGPASSWORD", monitor.secret, monitor.password_key),
+        # Files, not the password: the image's entrypoint evaluates part of every environment line that
+        # contains '_USERNAME=' (env mode), so a value in a variable without '_' in its name could run there.
+        {"name": "PGPASSFILE", "value": mode.pgpass},
         {"name": "PGSSLMODE", "value": "require" if s.ssl else "disable"},
         {"name": "PGCONNECT_TIMEOUT", "value": "3"},
         {"name": "PCPPASSFILE", "value": mode.pcppass},

@@ -39,6 +39,14 @@ from components.config_schema import (  # PROJECT and SettingsError: the setting
 )
 from components.operators import OPERATORS, Backends, Operator
 from components.pgpool_image import PGPOOL_IMAGE
+from policies.pgpool_policies.pgpool_versions import (
+    DNS_RETRY,
+    PROCESS_MANAGEMENT_MODE,
+    RELEASE,
+    Version,
+    image_version,
+    version_problem,
+)
 
 MODES = ("configmap", "env")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
@@ -47,6 +55,7 @@ STREAMING_MODES = ("Asynchronous", "Synchronous")
 LOAD_BALANCE_ON_WRITE = ("transaction", "trans_transaction", "always", "dml_adaptive")
 PROMETHEUS_STORAGE = ("emptyDir", "pvc")
 SHUTDOWN_MODES = ("smart", "fast")
+PROCESS_MANAGEMENT_MODES = ("static", "dynamic")
 PASSWORD_ENCRYPTION = ("scram-sha-256", "md5")
 POD_SECURITY_LEVELS = ("baseline", "restricted")
 
@@ -56,11 +65,13 @@ MAX_AES_PASSWORD_BYTES = 79  # a longer password's AES entry outgrows the 128 ch
 MAX_POOL_KEY_BYTES = 255  # pgpool and pg_enc ignore byte 256 onward
 MIN_PORT = 1024  # pgpool refuses lower ports, and non-root containers cannot bind them
 MIN_SHUTDOWN_SECONDS = 5  # what the termination grace period leaves Pgpool-II after the preStop wait
-ENTRYPOINT_MANGLES = re.compile(r"[\s*?\[]|^-")
+ENTRYPOINT_MANGLES = re.compile(r"[\s*?\[]|^-|_USERNAME=")
 """What the image's entrypoint (env mode) breaks in a password: it reads each one with an unquoted
 `echo` and passes it on unquoted (`pg_enc ... -u ${username} ${password}`, `pg_md5
 ${PGPOOL_PCP_PASSWORD}`), so bash splits it at whitespace and expands glob characters against the
-files of /, and a leading '-' is taken for an option by echo or by pg_enc/pg_md5."""
+files of /, and a leading '-' is taken for an option by echo or by pg_enc/pg_md5. And it takes every
+environment line containing '_USERNAME=' for a user, and evaluates (`eval "echo \\$${prefix}_USERNAME"`) the
+line up to its first '_': in a variable whose name has none, such a value runs as a command."""
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 PG_ROLE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -180,7 +191,18 @@ class PgpoolSettings:
         "configmap: whole pgpool.conf and pool_hba.conf mounted from a ConfigMap, credentials from a Secret; env: "
         "PGPOOL_PARAMS_* variables read by the image.")
     replicas: int = setting("pgpoolReplicas", 2, Integer(1, 100), "Pgpool-II pods.")
-    image: str = setting("pgpoolImage", "pgpool/pgpool:4.5.4", Image(), "Pgpool-II image, pinned.")
+    image: str = setting(
+        "pgpoolImage", "pgpool/pgpool:4.7.2", Image(),
+        "Pgpool-II image, pinned; its tag names the Pgpool-II release the files are rendered for (see the README's "
+        "'Pgpool-II releases': no public source shows this tag, pin your own image's digest in production).")
+    version: str = setting(
+        "pgpoolVersion", "", Pattern(RELEASE, "use a release such as 4.7.2", allow_empty=True),
+        "The Pgpool-II release of pgpoolImage when its tag names none (a tag of your own, e.g. :stable@sha256:...); "
+        "empty takes it from the tag.")
+    process_management_mode: str = setting(
+        "pgpoolProcessManagementMode", "static", Choice(PROCESS_MANAGEMENT_MODES),
+        "static: numInitChildren children wait for clients; dynamic (Pgpool-II 4.4+): idle children are forked and "
+        "retired between 5 and 10 spare, up to numInitChildren.")
     exporter_image: str = setting("exporterImage", "pgpool/pgpool2_exporter:1.2.2", Image(),
                                   "pgpool2_exporter image, pinned.")
     port: int = setting("pgpoolPort", 9999, PORT, "Port clients connect to.")
@@ -270,6 +292,12 @@ class PgpoolSettings:
         "pgpoolPreStopSeconds + 5.")
     run_as_user: int = PGPOOL_IMAGE.uid
     """The image's postgres user (not a setting: the image decides it)."""
+
+    @property
+    def release(self) -> Version | None:
+        """The Pgpool-II release the files are rendered for: pgpoolVersion, else the image's tag (the rules refuse
+        a stack where neither names one, or where they differ)."""
+        return Version.parse(self.version) or image_version(self.image)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -596,6 +624,46 @@ def sr_check_user_in_pool_passwd(s: StackSettings) -> Problems:
                "only used when srCheckPeriod > 0; set srCheckPeriod (e.g. 10) or remove srCheckUser")
 
 
+def a_release_without_known_vulnerabilities(s: StackSettings) -> Problems:
+    p = s.pgpool
+    tagged = image_version(p.image)
+    if p.release is None:
+        yield ("pgpoolImage", p.image, "its tag names no Pgpool-II release, which decides what pgpool.conf may say and "
+               "whether known vulnerabilities apply: use a tag that names it (e.g. :4.7.2) or set pgpoolVersion")
+    elif p.version and tagged and tagged != p.release:
+        yield ("pgpoolVersion", p.version, f"pgpoolImage's tag says {tagged}; remove pgpoolVersion or make them agree")
+    elif problem_text := version_problem(p.release):
+        yield ("pgpoolVersion" if p.version else "pgpoolImage", p.version or p.image,
+               problem_text + " (README, 'Pgpool-II releases')")
+
+
+def dynamic_process_management_from_4_4(s: StackSettings) -> Problems:
+    p = s.pgpool
+    if p.process_management_mode == "dynamic" and p.release and p.release < PROCESS_MANAGEMENT_MODE:
+        yield ("pgpoolProcessManagementMode", "dynamic", f"Pgpool-II {p.release} has only static children; "
+               f"dynamic needs {PROCESS_MANAGEMENT_MODE} or later")
+
+
+def production_pins_digests(s: StackSettings) -> Problems:
+    if not s.production:
+        return
+    for key, image in (("pgpoolImage", s.pgpool.image), ("exporterImage", s.pgpool.exporter_image),
+                       ("postgresClientImage", s.database.client_image), ("prometheusImage", s.prometheus.image)):
+        if "@sha256:" not in image and (key != "prometheusImage" or (s.prometheus.enabled and not s.prometheus.operator)):
+            yield (key, image, "a production stack pins every image by digest (a registry may move a tag to other "
+                   "content): append the digest you verified, e.g. image:tag@sha256:<digest>")
+
+
+def memory_limit_fits_the_children(s: StackSettings) -> Problems:
+    p = s.pgpool
+    needed = pgpool_memory_mib(p.num_init_children)
+    if mebibytes(p.memory_limit) < needed:
+        yield ("pgpoolMemoryLimit", p.memory_limit, f"Pgpool-II with numInitChildren {p.num_init_children} uses up "
+               f"to about {needed:.0f}Mi once its children have served clients ({MEMORY_BASE_MIB}Mi + "
+               f"{MEMORY_PER_CHILD_MIB}Mi per child, measured), and a container over its limit is OOM-killed: "
+               f"raise it to at least {needed:.0f}Mi or lower numInitChildren")
+
+
 def load_balancer_allowed(s: StackSettings) -> Problems:
     if s.pgpool.service_type == "LoadBalancer" and not s.allow_load_balancer:
         yield "pgpoolServiceType", "LoadBalancer", "exposing Pgpool-II outside the cluster needs allowLoadBalancer = true"
@@ -623,7 +691,43 @@ RULES: tuple[Callable[[StackSettings], Problems], ...] = (
     pgpool_name_fits, ports_differ, a_backend_takes_reads, pool_fits_backends, excess_clients_get_an_error,
     tls_settings_agree, client_labels_need_network_policy, pcp_over_tcp_names_its_clients, grace_covers_pre_stop,
     an_application_user, pcp_user_fits_the_pcp_client, env_mode_user_prefixes, users_not_owned_by_the_operator,
-    users_unique, sr_check_user_in_pool_passwd, load_balancer_allowed, discovery_namespaces_agree,
-    operator_labels_need_the_operator,
+    users_unique, sr_check_user_in_pool_passwd, a_release_without_known_vulnerabilities,
+    dynamic_process_management_from_4_4, production_pins_digests, memory_limit_fits_the_children,
+    load_balancer_allowed, discovery_namespaces_agree, operator_labels_need_the_operator,
 )
 """Every rule load_settings applies, in the order their problems are listed."""
+
+
+# --- warnings: settings that work, with a cost the user should know ------------------------------------------
+
+MEMORY_BASE_MIB = 160
+MEMORY_PER_CHILD_MIB = 3
+"""Pgpool-II's memory (proportional set size of all its processes) after every child served sessions of two
+users, as tests/dataplane/test_memory.py measures it on 4.3.5, 4.6.1 and 4.7.2: 201-214Mi with 32 children,
+273-288Mi with 64 (140-150Mi shared by all, 2.2-2.3Mi per child); rounded up."""
+QUANTITY_UNITS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def mebibytes(quantity: str) -> float:
+    """A Kubernetes memory quantity (QUANTITY) in MiB; "512Mi" -> 512."""
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", quantity).groups()
+    return float(number) * (QUANTITY_UNITS[unit] if unit != "m" else 1e-3) / 2**20
+
+
+def pgpool_memory_mib(children: int) -> float:
+    return MEMORY_BASE_MIB + MEMORY_PER_CHILD_MIB * children
+
+
+def settings_warnings(s: StackSettings) -> list[str]:
+    """What the stack runs with that works but costs: printed by the program (pulumi's warnings) and make init."""
+    p, found = s.pgpool, []
+    if s.production and p.release and p.release < DNS_RETRY:
+        found.append(f"pgpoolImage {p.image}: Pgpool-II {p.release} gives up on a backend at the first failed DNS "
+                     f"lookup of its Service name (as while CoreDNS restarts), failing its clients of that moment; "
+                     f"{DNS_RETRY} retries for 5 seconds: use {DNS_RETRY} or later in production")
+    needed = pgpool_memory_mib(p.num_init_children)
+    if mebibytes(p.memory_request) < needed:
+        found.append(f"pgpoolMemoryRequest {p.memory_request}: Pgpool-II with numInitChildren {p.num_init_children} "
+                     f"uses about {needed:.0f}Mi once its children have served clients, more than it requests, so "
+                     "it is among the first pods evicted when its node runs short of memory")
+    return found

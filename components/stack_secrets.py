@@ -134,9 +134,10 @@ class _SecretReader:
                       "every login through it fails; set one without them (ASCII never changes)")
         if (self.settings.pgpool.mode == "env" and not multiline and key != "poolKey"
                 and ENTRYPOINT_MANGLES.search(value)):
-            self.fail(key, "contains whitespace or one of * ? [, or starts with '-' (value not shown): in pgpoolMode "
-                      "env the image's entrypoint passes passwords to pg_enc/pg_md5 unquoted and would register a "
-                      "different one; set one without them, or use pgpoolMode configmap")
+            self.fail(key, "contains whitespace or one of * ? [, starts with '-', or contains '_USERNAME=' (value not "
+                      "shown): in pgpoolMode env the image's entrypoint passes passwords to pg_enc/pg_md5 unquoted "
+                      "and would register a different one, and evaluates part of any environment line with "
+                      "'_USERNAME='; set one without them, or use pgpoolMode configmap")
 
 
 def load_secrets(settings: StackSettings, secret: Callable[[str], Any]) -> PgpoolSecrets:

@@ -22,11 +22,15 @@ select-only workload runs with persistent connections and with a new connection 
 3. Proxy-bound: no budgets; client, proxy and both servers share the machine's cores (Pgpool-II's
    node 1 is the standby itself), so every CPU cycle the proxy spends is a cycle PostgreSQL lacks.
 
+--pgpool picks the Pgpool-II the rows run (tests/dataplane/installs.py): 4.3, Debian 12's package, by default;
+4.6 or 4.7, the pgpool/pgpool image's root for 4.6.1 or 4.7.2. The program renders the files for that release.
+
 A --variant adds a Pgpool-II row to every table: `LABEL:KEY=VALUE[,KEY=VALUE...]`. A camelCase KEY
 is a stack config key (the program is run again with it, so the row is still generated config); a
 KEY with an underscore is a pgpool.conf parameter set by hand on the generated file, marked as such.
     --variant 'statement LB:statementLevelLoadBalance=true'
     --variant 'no table checks:check_temp_table=none,check_unlogged_table=off'
+    --pgpool 4.7 --variant 'dynamic:pgpoolProcessManagementMode=dynamic'
 
 Needs root (the cgroups) and the Debian packages of scripts/install_test_packages.sh.
 """
@@ -55,6 +59,7 @@ from components.settings import DatabaseSettings  # noqa: E402
 from tests.dataplane.bench_stack import SERVERS, BenchStack  # noqa: E402
 from tests.dataplane.cpu_groups import PERIOD_US, CgroupError, CpuGroups, CpuSample  # noqa: E402
 from tests.dataplane.harness import Endpoint, PgBouncer, wait_until  # noqa: E402
+from tests.dataplane.installs import INSTALLS  # noqa: E402
 from tests.dataplane.load import PgbenchResult, pgbench  # noqa: E402
 from tests.dataplane.stack_files import CONF_LINE, DevStack, dev_stack  # noqa: E402
 
@@ -258,6 +263,8 @@ def main() -> None:
                         help="CPU budget of each PostgreSQL server in the backend-bound table (default 0.1)")
     parser.add_argument("--tables", default="scaling,cost,proxy",
                         help="which tables to measure: scaling, cost, proxy (default all three)")
+    parser.add_argument("--pgpool", choices=sorted(INSTALLS), default="4.3",
+                        help="the Pgpool-II series the rows run (default 4.3, Debian 12's package)")
     parser.add_argument("--variant", type=parse_variant, action="append", default=[],
                         help="another Pgpool-II row, LABEL:KEY=VALUE[,KEY=VALUE...] (see above)")
     args = parser.parse_args()
@@ -277,7 +284,7 @@ def main() -> None:
     except CgroupError as error:
         sys.exit(f"benchmark: {error}")
     with groups:
-        local = BenchStack(plan.base, groups)
+        local = BenchStack(plan.base, groups, plan.install)
         try:
             local.start_database(tls=True)
             scaling, bound = measure(local, plan)
@@ -316,14 +323,16 @@ class Plan:
         self.args = args
         self.tables = tables
         self.load_at_start = os.getloadavg()
-        overrides = [{}, *(variant.config for variant in args.variant)]
+        self.install = INSTALLS[args.pgpool]()
+        image = {"pgpoolImage": self.install.image}
+        overrides = [image, *({**image, **variant.config} for variant in args.variant)]
         instances = [dev_stack(**config).settings.pgpool for config in overrides]
         per_table = sum(p.num_init_children * p.max_pool for p in instances)
         pgpools = per_table * (("scaling" in tables) + bool(tables & {"cost", "proxy"}))
         pgpools += instances[0].num_init_children * instances[0].max_pool if "cost" in tables else 0
         self.max_connections = max(DatabaseSettings.max_connections,
                                    pgpools + 4 * args.clients + 20)
-        common = {"postgresMaxConnections": str(self.max_connections)}
+        common = {**image, "postgresMaxConnections": str(self.max_connections)}
         self.base = dev_stack(**common)
         self.clear = dev_stack(**common, ssl="false")
         self.pgpools = [PgpoolConfig("generated", self.base, {}, variant=False)] + [
@@ -412,8 +421,7 @@ def print_header(plan: Plan) -> None:
     args = plan.args
     conf = conf_values(plan.base.config_files["pgpool.conf"])
     pg_version = subprocess.run(["pgbench", "--version"], capture_output=True, text=True).stdout.strip()
-    pgpool_version = subprocess.run(["/usr/sbin/pgpool", "--version"], capture_output=True,
-                                    text=True).stderr.strip() or "pgpool"
+    pgpool_version = plan.install.version
     print()
     print(f"{os.cpu_count()} CPU cores ({platform.machine()}); load average (1, 5, 15 min) "
           f"{load_average(plan.load_at_start)} at the start, {load_average(os.getloadavg())} at the end")

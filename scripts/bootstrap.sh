@@ -4,7 +4,8 @@
 # resource plugin of the version requirements.txt pins. An installed Pulumi CLI at least as new as the
 # pinned SDK is used as it is (scripts/env.sh), and an installed plugin of the pinned version too;
 # otherwise both are built from the Go module proxy into the cache (scripts/tools.sh) and the plugin is
-# registered with `pulumi plugin install --file`.
+# registered with `pulumi plugin install --file`. With --tests, also the virtualenvs of tools only the tests
+# run (scripts/test.sh passes it).
 set -euo pipefail
 
 project="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -35,6 +36,10 @@ ensure_venv "$project/policies/.venv" "$project/policies/requirements.txt"
 
 # shellcheck source=scripts/env.sh
 source "$project/scripts/env.sh"
+if [[ "${1:-}" == "--tests" ]]; then
+    # checkov (tests/engine/test_checkov.py) pins dependencies of its own: a virtualenv apart, in the cache.
+    ensure_venv "$PGPOOL_K8S_CACHE/venvs/checkov" "$project/tests/checkov-requirements.txt"
+fi
 if [[ ! -x "$PGPOOL_K8S_PULUMI" ]]; then
     "$project/scripts/tools.sh" pulumi >/dev/null
 fi

@@ -8,6 +8,9 @@ pgpool_k8s_env() {
     project="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 
     export PGPOOL_K8S_CACHE="${PGPOOL_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgpool-k8s}"
+    # The unchanged third-party sources the tests build from: ../shared/vendor beside the repository, unless
+    # set (a checkout elsewhere, such as a git worktree, points it at them).
+    export PGPOOL_K8S_VENDOR="${PGPOOL_K8S_VENDOR:-$(dirname "$project")/shared/vendor}"
     case ":$PATH:" in
         *":$project/.venv/bin:"*) ;;
         *) PATH="$project/.venv/bin:$PATH" ;;

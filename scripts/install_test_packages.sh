@@ -3,8 +3,8 @@
 # PostgreSQL 15 (server, pgbench, pg_basebackup), Pgpool-II, PgBouncer, Prometheus and
 # postgres_exporter (bookworm: 0.11.1, binary /usr/bin/prometheus-postgres-exporter), HAProxy (the
 # Service in front of two Pgpool-II pods in the shutdown test, and in front of the standbys in the
-# benchmark) and debootstrap (scripts/pgpool_root.sh makes the Debian 13 root of the second
-# Pgpool-II version with it).
+# benchmark) and debootstrap (scripts/pgpool_image_root.sh makes the Debian 13 roots of the
+# pgpool/pgpool image's Pgpool-II 4.6 and 4.7 with it).
 # Idempotent: does nothing when all are installed; runs `apt-get update` only when an
 # install fails for want of package lists.
 set -eu

@@ -12,7 +12,8 @@
 #   owned by it, and the image's entrypoint.sh and start.sh, unchanged, in /opt/pgpool-II/bin.
 # The image's ENV, USER, ENTRYPOINT and CMD lines are not a file system's: read them from the Dockerfile.
 # Built once per release and stamp into the cache ($PGPOOL_K8S_CACHE/roots), never into the repository.
-# Needs root (debootstrap, chroot) and ../shared/vendor beside the repository. Progress and times on stderr.
+# Needs root (debootstrap, chroot) and ../shared/vendor beside the repository (or PGPOOL_K8S_VENDOR, see
+# scripts/env.sh). Progress and times on stderr.
 set -euo pipefail
 
 scripts_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -36,7 +37,7 @@ fi
 
 suite=trixie
 mirror="${PGPOOL_K8S_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-docker_dir="$(cd "$scripts_dir/../.." && pwd -P)/shared/vendor/pgpool2_on_k8s-0134b5e/pgpool.docker"
+docker_dir="$PGPOOL_K8S_VENDOR/pgpool2_on_k8s-0134b5e/pgpool.docker"
 roots="$PGPOOL_K8S_CACHE/roots"
 build_packages=gcc,make,bison,flex,file,patch,libc6-dev,libssl-dev,libpq-dev
 runtime_packages=bash,postgresql-client,openssl,sed,sudo,hostname,ca-certificates
@@ -52,7 +53,7 @@ if stamped "$root" "$stamp"; then
     exit 0
 fi
 if [[ ! -f "$docker_dir/Dockerfile.pgpool" ]]; then
-    log "the image's build files are missing: expected $docker_dir (../shared/vendor beside the repository)"
+    log "the image's build files are missing: expected $docker_dir (../shared/vendor beside the repository, or set PGPOOL_K8S_VENDOR)"
     exit 1
 fi
 if [[ "$(id -u)" -ne 0 ]]; then

@@ -3,9 +3,11 @@
 # from the Go module proxy are built first (once; cached), so their progress shows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh --tests
 scripts/install_test_packages.sh
-scripts/pgpool_root.sh >/dev/null  # Pgpool-II 4.6 for the data plane: built once, cached
+for release in 4.6.1 4.7.2; do  # the pgpool/pgpool image's root per release, for the data plane: built once, cached
+    scripts/pgpool_image_root.sh "$release" >/dev/null
+done
 for tool in promtool etcd kwok kubernetes; do
     scripts/tools.sh "$tool" >/dev/null
 done

@@ -138,10 +138,10 @@ build_promtool() {
 
 pgpool2_exporter_version=v1.2.2
 # The Go module proxy does not serve github.com/pgpool/pgpool2_exporter: it is built from the unchanged
-# source of its tag beside the repository (../shared/vendor, see its README.md; PGPOOL2_EXPORTER_SOURCE names
-# another copy), with the command in scripts/tools/pgpool2_exporter that the snapshot lacks. A missing
+# source of its tag beside the repository (../shared/vendor, or PGPOOL_K8S_VENDOR, see scripts/env.sh and its
+# README.md; PGPOOL2_EXPORTER_SOURCE names another copy), with the command in scripts/tools/pgpool2_exporter that the snapshot lacks. A missing
 # source exits 3, which the tests that need the exporter skip on.
-pgpool2_exporter_source="${PGPOOL2_EXPORTER_SOURCE:-$(cd "$scripts_dir/../.." && pwd -P)/shared/vendor/pgpool2_exporter-${pgpool2_exporter_version#v}}"
+pgpool2_exporter_source="${PGPOOL2_EXPORTER_SOURCE:-$PGPOOL_K8S_VENDOR/pgpool2_exporter-${pgpool2_exporter_version#v}}"
 
 pgpool2_exporter_stamp() {
     if [[ ! -f "$pgpool2_exporter_source/go.mod" ]]; then

@@ -197,6 +197,18 @@ def stack_outputs() -> tuple[dict[str, Any], set[str]]:
     return outputs, secret_outputs
 
 
+VERIFIED_DIGEST = "@sha256:" + "5" * 64
+"""Stands for the digest of an image its user verified: production stacks pin every image by digest."""
+
+
+def production_config() -> dict[str, str]:
+    """Stack config (as the CLI stores it) of a production stack: every image the defaults name, pinned by digest."""
+    s = load_settings({}, "dev")
+    images = {"pgpoolImage": s.pgpool.image, "exporterImage": s.pgpool.exporter_image,
+              "postgresClientImage": s.database.client_image, "prometheusImage": s.prometheus.image}
+    return {"production": "true", **{key: image + VERIFIED_DIGEST for key, image in images.items()}}
+
+
 @functools.lru_cache(maxsize=None)
 def dev_stack_inputs() -> tuple[dict[str, str], dict[str, str]]:
     """The dev stack's config and one set of generated secrets, fixed for a test session."""

@@ -63,8 +63,9 @@ print(json.dumps({"conf": conf, "default": load_settings({}, "dev").pgpool.log_m
 def test_a_setting_is_one_declaration_plus_its_use(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("components", "scripts"):
-        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "crds", "tools"))
+    for name in ("components", "scripts", "policies"):  # the settings read the release table of the policy pack
+        shutil.copytree(ROOT / name, project / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "crds", "tools", ".venv"))
     for name in ("Pulumi.yaml", "README.md"):
         shutil.copy(ROOT / name, project / name)
     add_throwaway_setting(project)

@@ -90,7 +90,8 @@ def project(tmp_path: Path, pulumi_cli: Path) -> Project:
     shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
     stack_file = f"Pulumi.{STACK}.yaml"
     (root / stack_file).write_text(yaml.safe_dump(stack_settings(ROOT / stack_file), sort_keys=False))
-    shutil.copytree(ROOT / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("components", "policies"):  # the settings read the release table of the policy pack
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", ".venv"))
     (root / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "init_stack.py", root / "scripts" / "init_stack.py")
     (tmp_path / "backend").mkdir()

@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.program_run import ROOT, manifest
+from tests.program_run import ROOT, manifest, production_config
 
 KUBERNETES_VERSION = "1.37"
 """The newest release whose schemas kubernetes-validate 1.37.0 ships."""
@@ -34,7 +34,7 @@ VARIANTS = [
     {"tlsSecretName": "company-cert"},
     {"networkPolicy": "true", "networkPolicyClientNamespaceLabels": '["team=web"]',
      "networkPolicyClientPodLabels": '["app=shop"]'},
-    {"prometheusStorage": "pvc", "storageClass": "fast-ssd", "production": "true"},
+    {"prometheusStorage": "pvc", "storageClass": "fast-ssd", **production_config()},
     {"prometheusOperator": "true", "networkPolicy": "true"},
     {"postgresMonitoring": "false", "grafanaDashboard": "false", "prometheus": "false"},
     {"operator": "zalando", "pgpoolMode": "env"},

@@ -156,7 +156,7 @@ def test_prometheus_yml_and_its_rule_files_pass_promtool_check_config(promtool: 
 
     output = run_promtool(promtool, "check", "config", str(config), cwd=tmp_path)
 
-    assert "SUCCESS: 6 rules found" in output
+    assert "SUCCESS: 7 rules found" in output
 
 
 @pytest.mark.parametrize("namespaces, bad", [
@@ -178,6 +178,7 @@ EXPECTED_ALERTS = {
     "PgpoolExporterCannotReachPgpool": "critical",
     "PgpoolFrontendsNearlyExhausted": "warning",
     "PgpoolReplicationDelayHigh": "warning",
+    "PgpoolStandbyGetsNoReads": "warning",
     "PostgresBackendDown": "critical",
     "PostgresReplicationLagHigh": "warning",
 }
@@ -189,6 +190,11 @@ EXPECTED_RULES = {
     "PgpoolExporterCannotReachPgpool": ("1m", f"pgpool2_up{{{PGPOOL}}} == 0"),
     "PgpoolFrontendsNearlyExhausted": ("5m", f"pgpool2_frontend_used_ratio{{{PGPOOL}}} > 0.9"),
     "PgpoolReplicationDelayHigh": ("5m", f"pgpool2_pool_nodes_replication_delay{{{PGPOOL}}} > 16777216"),  # 16 MiB
+    "PgpoolStandbyGetsNoReads": ("15m", f"""
+        sum by (namespace, service, pod) (rate(pgpool2_pool_nodes_select_cnt{{{PGPOOL},role="standby"}}[10m]))
+          / sum by (namespace, service, pod) (rate(pgpool2_pool_nodes_select_cnt{{{PGPOOL}}}[10m])) < 0.05
+        and on (namespace, service, pod)
+        sum by (namespace, service, pod) (rate(pgpool2_pool_nodes_select_cnt{{{PGPOOL}}}[10m])) > 1"""),
     "PostgresBackendDown": ("1m", 'pg_up{namespace="demo"} == 0 or up{namespace="demo",service="pg-stats"} == 0'),
     "PostgresReplicationLagHigh": ("5m", """
         pg_replication_lag_seconds{namespace="demo"} > 60
@@ -252,7 +258,7 @@ def test_rules_pass_promtool_check_rules(promtool: str, tmp_path: Path, postgres
 
     output = run_promtool(promtool, "check", "rules", "rules.yml", cwd=tmp_path)
 
-    assert "SUCCESS: 6 rules found" in output
+    assert "SUCCESS: 7 rules found" in output
 
 
 def backend_down_expr(postgres_service: str) -> str:
@@ -378,6 +384,23 @@ ALERT_SCENARIOS = {
             "Pgpool-II in demo/pgpool-7d9c-x1 measures a replication delay of 2MiB on "
             "pg-standby.demo.svc.cluster.local, above 1048576 bytes. Pgpool-II measures it only when "
             "srCheckPeriod > 0; with 0 it stays 0 and this never fires.")]}],
+    ),
+    # 10 SELECTs per second: 5% or fewer on the standby for 15 minutes fires; a third does not; 0.2 per second
+    # all on the primary says nothing.
+    "standby-gets-no-reads": (
+        [series("pgpool2_pool_nodes_select_cnt", {**PGPOOL_POD, **PRIMARY_NODE}, "0+594x40"),
+         series("pgpool2_pool_nodes_select_cnt", {**PGPOOL_POD, **STANDBY_NODE}, "0+6x40"),
+         series("pgpool2_pool_nodes_select_cnt", {**PGPOOL_POD, "pod": "pgpool-7d9c-x2", **PRIMARY_NODE}, "0+200x40"),
+         series("pgpool2_pool_nodes_select_cnt", {**PGPOOL_POD, "pod": "pgpool-7d9c-x2", **STANDBY_NODE}, "0+400x40"),
+         series("pgpool2_pool_nodes_select_cnt", {**PGPOOL_POD, "pod": "pgpool-7d9c-x3", **PRIMARY_NODE}, "0+12x40"),
+         series("pgpool2_pool_nodes_select_cnt", {**PGPOOL_POD, "pod": "pgpool-7d9c-x3", **STANDBY_NODE}, "0x40")],
+        [{"eval_time": "12m", "alertname": "PgpoolStandbyGetsNoReads", "exp_alerts": []},
+         {"eval_time": "30m", "alertname": "PgpoolStandbyGetsNoReads", "exp_alerts": [alert(
+             {"namespace": NAMESPACE, "service": PGPOOL_SERVICE, "pod": "pgpool-7d9c-x1", "severity": "warning"},
+             "Pgpool-II demo/pgpool-7d9c-x1 sends almost every SELECT to the primary",
+             "Over 10 minutes 1% of its SELECTs went to the read-only Service. Reads stay on the primary inside a "
+             "transaction that wrote (disableLoadBalanceOnWrite), in sessions that never end their transaction, "
+             "or when Pgpool-II sees node 1 down or its weight is 0 (SHOW POOL_NODES).")]}],
     ),
     "postgres-replication-lag": (
         # pg-1 is behind, pg-2 is idle but fully replayed, pg-3 lost its connection to the primary.

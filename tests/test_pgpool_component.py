@@ -6,16 +6,18 @@ properties of what it registers, as the Kubernetes API would receive them.
 
 from __future__ import annotations
 
+import copy
 import json
 import posixpath
 import re
 
 import pytest
 
+from policies.pgpool_policies import evaluate
 from tests.recorded_run import plain_strings, secret_values
 from tests.program_run import is_secret, unwrap
 
-SECRET_FILES = {"pool_passwd", ".pgpoolkey", "pcp.conf", "pcppass"}
+SECRET_FILES = {"pool_passwd", ".pgpoolkey", "pcp.conf", "pcppass", "pgpass"}
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -175,7 +177,7 @@ def test_env_mode_configures_through_pgpool_params(stack_run):
     assert "command" not in container(run, "pgpool")  # the image's entrypoint writes pgpool.conf
     # Only pool_hba.conf is mounted; the image writes pool_passwd, pcp.conf and its key itself.
     assert set(config_files(run)) == {"pool_hba.conf"}
-    assert set(secret_files(run)) == {"pcppass"}
+    assert set(secret_files(run)) == {"pcppass", "pgpass"}
 
 
 def test_env_mode_credentials_only_by_secret_reference(stack_run):
@@ -304,10 +306,12 @@ def test_probes_reach_this_pods_pgpool_with_the_stacks_credentials(stack_run, mo
     flags = dict(zip(ready, ready[1:]))
     assert (flags["-h"], int(flags["-p"])) == ("127.0.0.1", {p["name"]: p["containerPort"]
                                                             for p in pgpool["ports"]}["postgres"])
-    ref = env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]
-    [monitor] = [s for s in run.of_type("core/v1:Secret") if s.props["metadata"]["name"] == ref["name"]]
-    assert (monitor.props["stringData"]["username"], monitor.props["stringData"][ref["key"]]) == (
-        flags["-U"], run.secrets["monitorPassword"])
+    pgpass = env["PGPASSFILE"]["value"]  # a file: no password in the container's environment
+    assert posixpath.dirname(pgpass) == mount_dir(run, "pgpool", "prepared-secrets")
+    host, port, database, user, password = secret_files(run)[posixpath.basename(pgpass)].rstrip("\n").split(":")
+    assert (host, port, database, user, password) == (flags["-h"], "*", flags["-d"], flags["-U"],
+                                                      run.secrets["monitorPassword"])
+    assert not [e for e in pgpool["env"] if "valueFrom" in e and "_" not in e["name"]]
     assert env["PGSSLMODE"]["value"] == "require" and {r[0] for r in hba_rows(run)} == {"hostssl"}
     alive = pgpool["livenessProbe"]["exec"]["command"]
     alive_flags = dict(zip(alive, alive[1:]))
@@ -587,3 +591,16 @@ def test_children_are_parented_to_their_component(dev_run):
     # No Kubernetes object hangs off the stack root: each belongs to a component.
     for resource in dev_run.kubernetes_objects():
         assert parent_types[(resource.type, resource.name)].startswith("pgpool-k8s:index:"), resource.name
+
+
+def test_the_release_is_labelled_for_whoever_cannot_read_it_from_the_tag(stack_run):
+    run = stack_run(pgpoolImage="registry.example/pgpool/pgpool:stable", pgpoolVersion="4.6.3")
+    template = run.find("apps/v1:Deployment", "pgpool").props["spec"]["template"]
+    assert template["metadata"]["labels"]["app.kubernetes.io/version"] == "4.6.3"
+    found = evaluate([(r.type, r.name, r.inputs) for r in run.resources])
+    assert [v for v in found if v.policy == "pgpool-supported-release"] == []
+    resources = copy.deepcopy([(r.type, r.name, r.inputs) for r in run.resources])
+    [deployment] = [props for kind, _, props in resources if kind.endswith("apps/v1:Deployment")
+                    and props["metadata"]["name"] == "pgpool"]
+    deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] = "4.6.0"  # a hand edit
+    assert [v.policy for v in evaluate(resources) if v.level == "mandatory"] == ["pgpool-supported-release"]

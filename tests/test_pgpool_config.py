@@ -32,6 +32,7 @@ from components.pgpool_config import (
     quote_conf_value,
     render_pcp_conf,
     render_pcppass,
+    render_pgpass,
     render_pgpool_conf,
     render_pgpool_env,
     render_pool_hba,
@@ -42,6 +43,7 @@ from components.settings import ENTRYPOINT_MANGLES, MAX_POOL_KEY_BYTES, PgpoolSe
 from components.stack_secrets import Credential
 from tests.golden import GOLDEN_DIR, assert_matches_golden
 from tests.dataplane.harness import LOCALHOST, Service, Workspace, free_ports
+from tests.dataplane.installs import debian12
 from tests.dataplane.local_stack import local_pgpool_paths
 
 GOLDEN = GOLDEN_DIR / "pgpool"
@@ -77,8 +79,8 @@ echo "${PGPOOL_PCP_USER}:"`${PGPOOL_INSTALL_DIR}/bin/pg_md5 ${PGPOOL_PCP_PASSWOR
 """How the image's entrypoint.sh registers a user's password (scram-sha-256) and the PCP user's, in its
 own words; run by bash (the image's bash is 5.2, as here) from / (the image sets no WORKDIR)."""
 
-NOT_IN_POOL_STATUS_43 = {"logging_collector", "sr_check_password", "unix_socket_directories"}
-"""pcp_pool_status of 4.3 hides the first two; the third is the 4.4 name, unknown to (and ignored by) 4.3."""
+NOT_IN_POOL_STATUS_43 = {"logging_collector", "sr_check_password"}
+"""pcp_pool_status of 4.3 hides them (the files for 4.3 hold no parameter it does not know)."""
 NORMALISED_BY_PGPOOL = {"backend_clustering_mode", "disable_load_balance_on_write",
                         "backend_weight0", "backend_weight1", "backend_flag0", "backend_flag1"}
 """pcp_pool_status shows these as enum numbers, normalised weights or reordered flags."""
@@ -155,7 +157,34 @@ def test_dev_pgpool_conf_follows_the_guide() -> None:
     assert (conf["enable_pool_hba"], conf["allow_clear_text_frontend_auth"], conf["sr_check_password"]) == ("on", "off", "")
     assert (conf["ssl"], conf["ssl_key"], conf["ssl_cert"]) == ("on", "/run/pgpool-secrets/tls.key", "/run/pgpool-secrets/tls.crt")
     assert (conf["log_destination"], conf["logging_collector"]) == ("stderr", "off")
-    assert conf["socket_dir"] == conf["unix_socket_directories"] == "/var/run/pgpool"
+    assert conf["unix_socket_directories"] == "/var/run/pgpool" and "socket_dir" not in conf
+
+
+@pytest.mark.parametrize("release, named, unnamed", [
+    ("4.3.15", {"socket_dir": "/var/run/pgpool", "logdir": "/tmp"},
+     {"unix_socket_directories", "work_dir", "process_management_mode"}),
+    ("4.4.12", {"unix_socket_directories": "/var/run/pgpool", "logdir": "/tmp", "process_management_mode": "static"},
+     {"socket_dir", "work_dir"}),
+    ("4.6.1", {"unix_socket_directories": "/var/run/pgpool", "logdir": "/tmp", "process_management_mode": "static"},
+     {"socket_dir", "work_dir"}),
+    ("4.7.2", {"unix_socket_directories": "/var/run/pgpool", "work_dir": "/tmp", "process_management_mode": "static"},
+     {"socket_dir", "logdir"}),
+])
+def test_each_release_gets_the_names_it_knows(release: str, named: dict[str, str], unnamed: set[str]) -> None:
+    """4.4 renamed socket_dir and brought process_management_mode, 4.7 renamed logdir; a release takes a name it
+    does not know for an INFO line and ignores it (tests/dataplane/test_releases.py asks the running ones)."""
+    settings = load_settings({"pgpoolImage": f"pgpool/pgpool:{release}"}, "dev")
+    conf = parse_conf(render_pgpool_conf(settings.pgpool, DEV_BACKENDS, DEV.namespace))
+    assert {name: conf.get(name) for name in named} == named
+    assert unnamed.isdisjoint(conf)
+
+
+def test_dynamic_process_management_is_rendered_for_4_4_and_later() -> None:
+    settings = load_settings({"pgpoolProcessManagementMode": "dynamic"}, "dev")
+    assert parse_conf(render_pgpool_conf(settings.pgpool, DEV_BACKENDS, DEV.namespace))[
+        "process_management_mode"] == "dynamic"
+    assert ("PGPOOL_PARAMS_PROCESS_MANAGEMENT_MODE", "dynamic") in render_pgpool_env(
+        settings.pgpool, DEV_BACKENDS, DEV.namespace)
 
 
 def test_ssl_off_leaves_out_key_and_certificate() -> None:
@@ -187,12 +216,12 @@ def test_backend_hosts_follow_the_operator(raw: dict, hosts: tuple[str, str]) ->
 
 
 def test_every_path_in_pgpool_conf_comes_from_pgpool_paths() -> None:
-    paths = PgpoolPaths(config_dir="/c", secrets_dir="/s", socket_dir="/sock", pid_file="/p/pgpool.pid", logdir="/l")
+    paths = PgpoolPaths(config_dir="/c", secrets_dir="/s", socket_dir="/sock", pid_file="/p/pgpool.pid", work_dir="/l")
     text = render_pgpool_conf(DEV.pgpool, DEV_BACKENDS, DEV.namespace, paths)
     path_values = {k: v for k, v in parse_conf(text).items() if v.startswith("/")}
     assert path_values == {
-        "unix_socket_directories": "/sock", "socket_dir": "/sock", "pcp_socket_dir": "/sock",
-        "wd_ipc_socket_dir": "/sock", "pid_file_name": "/p/pgpool.pid", "logdir": "/l",
+        "unix_socket_directories": "/sock", "pcp_socket_dir": "/sock",
+        "wd_ipc_socket_dir": "/sock", "pid_file_name": "/p/pgpool.pid", "work_dir": "/l",
         "pool_passwd": "/s/pool_passwd", "ssl_key": "/s/tls.key", "ssl_cert": "/s/tls.crt",
     }
     for default in ("/var/run", "/run/pgpool-secrets", "/config", "/tmp"):
@@ -255,8 +284,8 @@ def test_env_form_is_pgpool_conf_without_the_image_managed_paths() -> None:
     env = render_pgpool_env(DEV.pgpool, DEV_BACKENDS, DEV.namespace)
     names = [name.removeprefix("PGPOOL_PARAMS_").lower() for name, _ in env]
     assert all(name.startswith("PGPOOL_PARAMS_") and name.isupper() for name, _ in env)
-    assert set(conf) - set(names) == {"socket_dir", "pcp_socket_dir", "wd_ipc_socket_dir", "pid_file_name",
-                                      "logdir", "pool_passwd", "ssl_key", "ssl_cert"}
+    assert set(conf) - set(names) == {"pcp_socket_dir", "wd_ipc_socket_dir", "pid_file_name",
+                                      "work_dir", "pool_passwd", "ssl_key", "ssl_cert"}
     assert names == [name for name in conf if name in names]  # pgpool.conf order
     assert dict(zip(names, (value for _, value in env))) == {name: conf[name] for name in names}
 
@@ -393,6 +422,12 @@ def test_pcppass_escapes_separator_and_backslash() -> None:
     assert render_pcppass(Credential("pcp", "pw"), 9898, host="/var/run/pgpool") == "/var/run/pgpool:9898:pcp:pw\n"
 
 
+def test_pgpass_is_for_the_probes_login_on_any_port_and_escapes_like_libpq() -> None:
+    assert render_pgpass(Credential("monitor", "a:b\\c"), "postgres") == "127.0.0.1:*:postgres:monitor:a\\:b\\\\c\n"
+    with pytest.raises(ValueError, match="line break"):
+        render_pgpass(Credential("monitor", "a\nb"), "postgres")
+
+
 def test_pcppass_line_longer_than_the_pcp_client_reads_is_refused() -> None:
     with pytest.raises(ValueError, match="longer than the 319 bytes") as error:
         render_pcppass(Credential("p" * 127, ":" * 100), 9898)
@@ -461,9 +496,11 @@ def workspace() -> Iterator[Workspace]:
 
 
 def local_settings(**changes: object) -> tuple[PgpoolSettings, Backends]:
-    """Pgpool on free ports, its two backends on closed ones (no login gets past authentication)."""
+    """Pgpool on free ports, its two backends on closed ones (no login gets past authentication); the files
+    rendered for the release Debian 12's pgpool stands for (tests/dataplane/installs.py)."""
     port, pcp_port, backend_port = free_ports(3)
-    return pgpool_with(port=port, pcp_port=pcp_port, **changes), Backends(LOCALHOST, LOCALHOST, backend_port, "unused")
+    return (pgpool_with(image=debian12().image, port=port, pcp_port=pcp_port, **changes),
+            Backends(LOCALHOST, LOCALHOST, backend_port, "unused"))
 
 
 def rendered_files(pgpool: PgpoolSettings, backends: Backends, paths: PgpoolPaths, tls: tuple[str, str],

@@ -112,7 +112,7 @@ def test_probes_log_in_like_a_client_and_ask_pcp_on_its_socket() -> None:
     assert plan.liveness_command == ["/opt/pgpool-II/bin/pcp_node_count", "-h", PGPOOL_IMAGE.socket_dir,
                                      "-p", str(s.pcp_port), "-U", "pcp", "-w"]
     env = {e["name"]: e for e in plan.env}
-    assert env["PGPASSWORD"]["value_from"]["secret_key_ref"] == {"name": "secret-of-monitor", "key": "password"}
+    assert env["PGPASSFILE"]["value"] == PgpoolPaths().pgpass
     assert env["PGSSLMODE"]["value"] == "require"
     assert env["PCPPASSFILE"]["value"] == PgpoolPaths().pcppass
 
@@ -145,7 +145,7 @@ def test_configmap_mode_runs_pgpool_itself_on_the_mounted_files() -> None:
                             "-F", "/run/pgpool-secrets/pcp.conf", "-a", "/config/pool_hba.conf",
                             "-k", "/run/pgpool-secrets/.pgpoolkey"]
     assert set(files.config) == {"pgpool.conf", "pool_hba.conf"}
-    assert set(files.secret) == {"pool_passwd", ".pgpoolkey", "pcp.conf", "pcppass"}
+    assert set(files.secret) == {"pool_passwd", ".pgpoolkey", "pcp.conf", "pcppass", "pgpass"}
 
 
 def test_env_mode_keeps_the_entrypoint_and_starts_pgpool_with_d() -> None:
@@ -159,7 +159,7 @@ def test_env_mode_keeps_the_entrypoint_and_starts_pgpool_with_d() -> None:
                          "-a", f"{etc}/pool_hba.conf", "-k", f"{etc}/.pgpoolkey"]
     written = {m["mount_path"] for m in plan.mounts if not m.get("read_only")}
     assert set(PGPOOL_IMAGE.writes_at_start) <= written  # the root filesystem is read-only
-    assert set(files.config) == {"pool_hba.conf"} and set(files.secret) == {"pcppass"}
+    assert set(files.config) == {"pool_hba.conf"} and set(files.secret) == {"pcppass", "pgpass"}
     assert files.credentials[PCP_SECRET].name == "pcp"
 
 

@@ -107,7 +107,7 @@ def pgpool_deployment(mode: str) -> Resource:
     else:
         mounts.insert(0, {"name": "config", "mountPath": "/config/pgpool.conf", "subPath": "pgpool.conf"})
         volumes.insert(0, {"name": "config", "configMap": {"name": "pgpool-config"}})
-    pgpool = {"name": "pgpool", "image": "pgpool/pgpool:4.5.4", "env": env, "volumeMounts": mounts,
+    pgpool = {"name": "pgpool", "image": "pgpool/pgpool:4.7.2", "env": env, "volumeMounts": mounts,
               "ports": [{"name": "postgres", "containerPort": 9999}],
               "securityContext": restricted(), "resources": sized()}
     exporter = {"name": "exporter", "image": "pgpool/pgpool2_exporter:1.2.2",
@@ -238,6 +238,18 @@ def set_env(resources: list[Resource], **values: str | None) -> None:
             pgpool["env"].append({"name": name, "value": value})
 
 
+DIGEST = "@sha256:" + "5" * 64
+"""Stands for the digest a user verified (pinned-image-digests-in-production)."""
+
+
+def pin_digests(resources: list[Resource]) -> None:
+    """Every container image of every workload pinned by digest, as production stacks pin them."""
+    for _, _, props in resources:
+        template = props.get("spec", {}).get("template", {})
+        for item in template.get("spec", {}).get("containers", []):
+            item["image"] += DIGEST
+
+
 def messages(resources: list[Resource], policy: str, **kwargs: Any) -> list[str]:
     return [v.message for v in evaluate(resources, **kwargs) if v.policy == policy]
 
@@ -254,6 +266,7 @@ def test_compliant_stack_passes_in_production_and_with_a_direct_pgpool_command()
     """Production (labels on the Deployment), and pgpool started by `command` with -f from a ConfigMap mount."""
     resources = stack()
     props_of(resources, "Deployment", "pgpool")["metadata"]["labels"]["environment"] = "production"
+    pin_digests(resources)
     pgpool = container(resources, "pgpool")
     pgpool["command"] = ["/opt/pgpool-II/bin/pgpool", "-n", "-f", "/etc/pgpool/pgpool.conf"]
     pgpool["volumeMounts"][0] = {"name": "config", "mountPath": "/etc/pgpool"}
@@ -472,12 +485,42 @@ def production_without_ssl(r):
     set_conf(r, ssl="off")
     container(r, "pgpool")["volumeMounts"].pop()  # no certificate at /config/tls, which would turn ssl on
     props_of(r, "Postgres", "pg")["metadata"]["labels"] = {"environment": "production"}
+    pin_digests(r)
+
+
+@case("pgpool-supported-release", "configmap", "(image pgpool/pgpool:4.5.4): Pgpool-II 4.5.4 has known "
+      "vulnerabilities: CVE-2025-46801 (client authentication bypass (log in as any user)), fixed in 4.5.7",
+      "Use 4.5.7 or later of the 4.5 series")
+def vulnerable_release(r):
+    container(r, "pgpool")["image"] = "pgpool/pgpool:4.5.4"
+
+
+@case("pgpool-supported-release", "env", "names no Pgpool-II release (a tag such as 4.7.2) and the pod template has "
+      "no app.kubernetes.io/version label")
+def release_unknown(r):
+    container(r, "pgpool")["image"] = "registry.example/pgpool/pgpool" + DIGEST
+
+
+@case("pgpool-dns-retry-in-production", "configmap", "(image pgpool/pgpool:4.6.1" + DIGEST + "): Pgpool-II 4.6.1 "
+      "gives up on a backend at the first failed DNS lookup", "Use 4.6.3 or later in production")
+def production_before_dns_retry(r):
+    container(r, "pgpool")["image"] = "pgpool/pgpool:4.6.1"
+    props_of(r, "Deployment", "pgpool")["metadata"]["labels"]["environment"] = "production"
+    pin_digests(r)
+
+
+@case("pinned-image-digests-in-production", "env", 'container "exporter": image pgpool/pgpool2_exporter:1.2.2 is '
+      "pinned by tag alone in a production stack", "pin the digest you verified")
+def production_pinned_by_tag(r):
+    props_of(r, "Deployment", "pgpool")["metadata"]["labels"]["environment"] = "production"
+    pin_digests(r)
+    container(r, "exporter")["image"] = "pgpool/pgpool2_exporter:1.2.2"
 
 
 @case("pgpool-pod-security-context", "configmap",
       'container "exporter" (image pgpool/pgpool2_exporter:1.2.2): allowPrivilegeEscalation is not false',
       'container "exporter" (image pgpool/pgpool2_exporter:1.2.2): capabilities do not drop ALL',
-      'container "pgpool" (image pgpool/pgpool:4.5.4): seccompProfile type is not set')
+      'container "pgpool" (image pgpool/pgpool:4.7.2): seccompProfile type is not set')
 def loose_security_context(r):
     container(r, "exporter")["securityContext"] = {"runAsNonRoot": True, "runAsUser": 65534}
     del props_of(r, "Deployment", "pgpool")["spec"]["template"]["spec"]["securityContext"]["seccompProfile"]
@@ -496,10 +539,11 @@ def no_exporter_limits(r):
     del container(r, "exporter")["resources"]["limits"]
 
 
-@case("pinned-image-tags", "configmap", 'container "pgpool": image pgpool/pgpool has no tag, so it means latest',
+@case("pinned-image-tags", "configmap",
+      'container "exporter": image pgpool/pgpool2_exporter has no tag, so it means latest',
       'Deployment "prometheus" container "prometheus": image prom/prometheus:latest is tagged latest')
 def unpinned_images(r):
-    container(r, "pgpool")["image"] = "pgpool/pgpool"
+    container(r, "exporter")["image"] = "pgpool/pgpool2_exporter"
     props_of(r, "Deployment", "prometheus")["spec"]["template"]["spec"]["containers"][0]["image"] = "prom/prometheus:latest"
 
 
@@ -631,6 +675,18 @@ def test_ssl_rule_applies_only_to_production_unless_configured() -> None:
     custom = {"pgpool-ssl-in-production": {"productionLabels": {"tier": "prod"}}}
     props_of(resources, "Postgres", "pg")["metadata"]["labels"] = {"tier": "prod"}
     assert messages(resources, "pgpool-ssl-in-production", config=custom)
+
+
+@pytest.mark.parametrize(("label", "problem"), [
+    ("4.7.2", None), ("4.6.0", "CVE-2025-46801"), ("4.2.22", "outside the supported series (4.3, 4.4, 4.5, 4.6, 4.7)")])
+def test_release_of_an_image_pinned_by_digest_alone_comes_from_its_label(label: str, problem: str | None) -> None:
+    resources = stack()
+    container(resources, "pgpool")["image"] = "pgpool/pgpool" + DIGEST
+    template = props_of(resources, "Deployment", "pgpool")["spec"]["template"]
+    template["metadata"]["labels"]["app.kubernetes.io/version"] = label
+    found = messages(resources, "pgpool-supported-release")
+    assert [f"label app.kubernetes.io/version={label}" in m and problem in m for m in found] == (
+        [True] if problem else [])
 
 
 def test_certificate_mounted_for_the_image_turns_ssl_on() -> None:

@@ -12,13 +12,14 @@ from typing import Callable
 import pytest
 
 from policies.pgpool_policies import evaluate
+from tests.program_run import production_config
 from tests.recorded_run import RecordedRun
 
 VARIANTS = {
     "dev": {},
     "env-mode": {"pgpoolMode": "env"},
-    "production": {"production": "true"},
-    "production-env-mode": {"production": "true", "pgpoolMode": "env"},
+    "production": production_config(),
+    "production-env-mode": {**production_config(), "pgpoolMode": "env"},
     "every-namespace": {"prometheusDiscoveryNamespaces": '["*"]'},
 }
 
@@ -36,7 +37,7 @@ def test_dev_stack_has_no_mandatory_violation(stack_run: Callable[..., RecordedR
 
 def test_dev_stack_breaks_when_its_settings_do(stack_run: Callable[..., RecordedRun]) -> None:
     """The same program as a production stack without TLS: the pack stops it."""
-    run = stack_run(production="true", ssl="false")
+    run = stack_run(**production_config(), ssl="false")
     found = evaluate([(r.type, r.name, r.inputs) for r in run.resources])
     assert [(v.policy, v.level) for v in found] == [("pgpool-ssl-in-production", "mandatory")]
 
@@ -115,6 +116,8 @@ def test_guide_example_settings_that_break_the_rules_are_caught() -> None:
         ("pgpool-pool-hba", 'Deployment "pgpool" container "pgpool"'),
         # `image: pgpool/pgpool` and `pgpool/pgpool2_exporter`: no tag
         ("pinned-image-tags", 'Deployment "pgpool" container "pgpool"'),
+        # ... so no release either: the pack cannot tell whether it has known vulnerabilities
+        ("pgpool-supported-release", 'Deployment "pgpool" container "pgpool"'),
         ("pinned-image-tags", 'Deployment "pgpool" container "pgpool-stats"'),
         # no securityContext and no resources anywhere
         ("pgpool-pod-security-context", 'Deployment "pgpool" container "pgpool" (image pgpool/pgpool)'),

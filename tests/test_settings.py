@@ -10,13 +10,34 @@ from components.settings import (
     PgpoolSettings,
     SettingsError,
     load_settings,
+    mebibytes,
     setting_keys,
+    settings_warnings,
     unknown_keys,
 )
 from components.stack_secrets import load_secrets, required_secrets
-from tests.program_run import ROOT, project_defaults, stack_settings
+from tests.program_run import ROOT, VERIFIED_DIGEST, production_config, project_defaults, stack_settings
 
 BAD_INPUTS = [
+    ({"pgpoolImage": "pgpool/pgpool:4.5.4"},
+     "pgpool-k8s:pgpoolImage = 'pgpool/pgpool:4.5.4': Pgpool-II 4.5.4 has known vulnerabilities: CVE-2025-46801 "
+     "(client authentication bypass (log in as any user)), fixed in 4.5.7. Use 4.5.7 or later of the 4.5 series"),
+    ({"pgpoolImage": "pgpool/pgpool:4.3.5"}, "CVE-2024-45624 (rows readable by users without privilege through the "
+     "query cache), fixed in 4.3.12. Use 4.3.15 or later of the 4.3 series"),
+    ({"pgpoolImage": "pgpool/pgpool:4.2.22"}, "Pgpool-II 4.2.22 is outside the supported series (4.3, 4.4, 4.5, 4.6, 4.7)"),
+    ({"pgpoolImage": "registry.example/pgpool:stable"}, "pgpool-k8s:pgpoolImage = 'registry.example/pgpool:stable': "
+     "its tag names no Pgpool-II release"),
+    ({"pgpoolImage": "pgpool/pgpool:4.7.2", "pgpoolVersion": "4.6.1"},
+     "pgpool-k8s:pgpoolVersion = '4.6.1': pgpoolImage's tag says 4.7.2"),
+    ({"pgpoolImage": "registry.example/pgpool:stable", "pgpoolVersion": "4.6.0"},
+     "pgpool-k8s:pgpoolVersion = '4.6.0': Pgpool-II 4.6.0 has known vulnerabilities: CVE-2025-46801"),
+    ({"pgpoolVersion": "4.7"}, "pgpool-k8s:pgpoolVersion = '4.7': use a release such as 4.7.2"),
+    ({"pgpoolImage": "pgpool/pgpool:4.3.15", "pgpoolProcessManagementMode": "dynamic"},
+     "pgpool-k8s:pgpoolProcessManagementMode = 'dynamic': Pgpool-II 4.3.15 has only static children"),
+    ({"production": "true"}, "pgpool-k8s:exporterImage = 'pgpool/pgpool2_exporter:1.2.2': a production stack pins "
+     "every image by digest"),
+    ({"pgpoolMemoryLimit": "1Gi", "numInitChildren": "300", "postgresMaxConnections": "2000"},
+     "pgpool-k8s:pgpoolMemoryLimit = '1Gi': Pgpool-II with numInitChildren 300 uses up to about 1060Mi"),
     ({"pgpoolMode": "yaml"}, "pgpool-k8s:pgpoolMode = 'yaml': use one of configmap, env"),
     ({"operator": "stolon"}, "pgpool-k8s:operator = 'stolon': use one of kubedb, zalando, crunchy, cloudnativepg, external"),
     ({"backendWeight0": "-1"}, "pgpool-k8s:backendWeight0 = '-1': use a number between 0 and 100000"),
@@ -122,9 +143,24 @@ def test_backend_weight1_follows_the_standby_count_unless_set():
     assert load_settings({"postgresReplicas": "5", "backendWeight1": "1"}, "dev").pgpool.backend_weight1 == 1
 
 
+def test_warnings_for_what_works_at_a_cost():
+    assert settings_warnings(load_settings({}, "dev")) == []
+    early = settings_warnings(load_settings({**production_config(), "pgpoolImage": "pgpool/pgpool:4.6.1"
+                                             + VERIFIED_DIGEST}, "prod"))
+    assert len(early) == 1 and "Pgpool-II 4.6.1 gives up on a backend at the first failed DNS lookup" in early[0]
+    assert settings_warnings(load_settings({"pgpoolImage": "pgpool/pgpool:4.6.1"}, "dev")) == []  # not production
+    [small] = settings_warnings(load_settings({"pgpoolMemoryRequest": "128Mi"}, "dev"))
+    assert small.startswith("pgpoolMemoryRequest 128Mi: Pgpool-II with numInitChildren 32 uses about 256Mi")
+
+
+@pytest.mark.parametrize("quantity, mib", [("512Mi", 512), ("1Gi", 1024), ("536870912", 512), ("1G", 953.67)])
+def test_memory_quantities_in_mebibytes(quantity: str, mib: float) -> None:
+    assert mebibytes(quantity) == pytest.approx(mib, abs=0.01)
+
+
 def test_production_is_explicit():
     assert not load_settings({}, "prod").production
-    assert load_settings({"production": "true"}, "dev").production
+    assert load_settings(production_config(), "dev").production
 
 
 def test_pulumi_yaml_declares_every_setting_with_the_same_default():
@@ -141,7 +177,17 @@ def test_stack_files_are_valid():
     for stack in ("dev", "prod", "local"):
         raw = {k.split(":", 1)[1]: v for k, v in stack_settings(ROOT / f"Pulumi.{stack}.yaml")["config"].items()}
         assert unknown_keys(raw) == []
-        load_settings(raw, stack)
+        # The example production stack leaves its images to be pinned by the digests its user verified.
+        load_settings({**production_config(), **raw} if stack == "prod" else raw, stack)
+
+
+def test_the_example_production_stack_asks_for_every_image_digest():
+    raw = {k.split(":", 1)[1]: v for k, v in stack_settings(ROOT / "Pulumi.prod.yaml")["config"].items()}
+    with pytest.raises(SettingsError) as error:
+        load_settings(raw, "prod")
+    assert {p.split(" = ")[0] for p in error.value.problems} == {
+        f"pgpool-k8s:{key}" for key in ("pgpoolImage", "exporterImage", "postgresClientImage", "prometheusImage")}
+    assert all("pins every image by digest" in p for p in error.value.problems)
 
 
 def test_typos_are_caught_with_a_suggestion():
@@ -201,7 +247,8 @@ def test_kubedb_superuser_password_fits_the_exporters_connection_string():
     load_secrets(load_settings({"postgresMonitoring": "false"}, "dev"), secrets_for(settings, dbPassword="with space"))
 
 
-@pytest.mark.parametrize("password", ["two words", "tab\there", "star*", "what?", "[abc]", "-dash", "-n"])
+@pytest.mark.parametrize("password", ["two words", "tab\there", "star*", "what?", "[abc]", "-dash", "-n",
+                                      "x;touch${IFS}/tmp/pwned;#_USERNAME=y"])
 def test_env_mode_refuses_passwords_the_entrypoint_would_mangle(password):
     # tests/test_pgpool_config.py shows the entrypoint's own lines registering another password for these.
     settings = load_settings({"pgpoolMode": "env"}, "dev")
@@ -209,7 +256,8 @@ def test_env_mode_refuses_passwords_the_entrypoint_would_mangle(password):
     with pytest.raises(SettingsError) as error:
         load_secrets(settings, secrets_for(settings, **keys))
     for key in ("monitorPassword", "pcpPassword", "userPasswords.app"):
-        assert f"pgpool-k8s:{key} contains whitespace or one of * ? [, or starts with '-'" in str(error.value)
+        assert f"pgpool-k8s:{key} contains whitespace or one of * ? [, starts with '-', or contains '_USERNAME='" \
+            in str(error.value)
     assert password not in str(error.value)
     # configmap mode renders pool_passwd itself and takes them all.
     configmap = load_settings({}, "dev")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import minimal_config, monitoring, security, sizing
+from . import minimal_config, monitoring, release, security, sizing
 
 PACK_NAME = "pgpool-k8s-policies"
 
-POLICIES: list[Policy] = [*minimal_config.POLICIES, *sizing.POLICIES, *security.POLICIES, *monitoring.POLICIES]
+POLICIES: list[Policy] = [*minimal_config.POLICIES, *sizing.POLICIES, *security.POLICIES, *release.POLICIES,
+                          *monitoring.POLICIES]

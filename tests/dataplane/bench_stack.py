@@ -7,6 +7,7 @@ import contextlib
 
 from tests.dataplane.cpu_groups import CpuGroup, CpuGroups
 from tests.dataplane.harness import HAProxy, PostgresServer, Service, free_ports
+from tests.dataplane.installs import PgpoolInstall
 from tests.dataplane.local_stack import LocalDevStack
 from tests.dataplane.stack_files import DevStack
 
@@ -17,8 +18,8 @@ class BenchStack(LocalDevStack):
     """LocalDevStack with two hot standbys behind a round-robin front, as the dev stack runs them
     (postgresReplicas 3: a primary and two standbys, node 1 = the read-only Service)."""
 
-    def __init__(self, stack: DevStack, groups: CpuGroups):
-        super().__init__(stack)
+    def __init__(self, stack: DevStack, groups: CpuGroups, install: PgpoolInstall):
+        super().__init__(stack, install)
         superuser = self.stack.superuser
         self.standby2 = PostgresServer(self.workspace, "standby2", free_ports(1)[0], superuser,
                                        self.stack.passwords[superuser])

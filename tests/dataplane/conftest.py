@@ -35,17 +35,17 @@ def debian_tools() -> None:
         pytest.fail(f"missing {', '.join(missing)}: run scripts/install_test_packages.sh (make test does)")
 
 
-@pytest.fixture(scope="session")
-def stack() -> DevStack:
-    """The dev stack as the program generates it, with awkward passwords and pool key."""
-    return dev_stack()
-
-
 @pytest.fixture(scope="package", params=sorted(INSTALLS), ids=lambda name: f"pgpool-{name}")
 def install(request: pytest.FixtureRequest) -> PgpoolInstall:
     """Each Pgpool-II series the files are proven on (tests/dataplane/installs.py); every test that
     runs Pgpool-II runs once per series."""
     return INSTALLS[request.param]()
+
+
+@pytest.fixture(scope="package")
+def stack(install: PgpoolInstall) -> DevStack:
+    """The dev stack as the program generates it for the install's release, with awkward passwords and pool key."""
+    return dev_stack(pgpoolImage=install.image)
 
 
 @pytest.fixture(scope="package")
@@ -71,7 +71,7 @@ def pgpool_for(local: LocalDevStack) -> Callable[..., StackPgpool]:
         key = tuple(sorted(overrides.items()))
         if key not in started:
             name = "pgpool-" + "-".join(f"{k}-{v}" for k, v in key)
-            started[key] = local.pgpool(name, stack=dev_stack(**overrides))
+            started[key] = local.pgpool(name, stack=dev_stack(pgpoolImage=local.install.image, **overrides))
         return started[key]
 
     return start

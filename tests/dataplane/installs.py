@@ -1,12 +1,16 @@
 """The Pgpool-II installations the data plane runs the program's files on.
 
-- 4.3: Debian 12's pgpool2 on this machine.
-- 4.6: Debian 13's pgpool2 in a root that scripts/pgpool_root.sh makes with debootstrap (cached), run
-  through chroot.
+- 4.3: Debian 12's pgpool2 4.3.5 on this machine (programs in /usr/sbin). Its 4.3.5-1+deb12u1 carries the
+  fixes of CVE-2024-45624 and CVE-2025-46801 (its changelog), so it stands for the first 4.3 release that
+  has them upstream, 4.3.15: the stack's files are rendered for that release.
+- 4.6 and 4.7: the pgpool/pgpool image's own root file system for Pgpool-II 4.6.1 and 4.7.2, which
+  scripts/pgpool_image_root.sh builds as the image's Dockerfile.pgpool does (programs in
+  /opt/pgpool-II/bin, the image's entrypoint.sh beside them), run through chroot. 4.7.2 is the newest 4.7
+  release whose source Debian's archive serves.
 
-Together they bracket the pgpool/pgpool image's 4.5. Either way every pod process (init step, pgpool,
-probes, preStop) runs as the pod's uid and reaches Pgpool-II's programs only through the image
-contract's paths (tests/dataplane/pod.py maps them), never through this machine's PATH.
+Either way every pod process (init step, pgpool, probes, preStop) runs as the pod's uid and reaches
+Pgpool-II's programs only through the image contract's paths (tests/dataplane/pod.py maps them), never
+through this machine's PATH.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.pgpool_image import PGPOOL_IMAGE
+from policies.pgpool_policies.pgpool_versions import Version, first_safe
+
 ROOT = Path(__file__).resolve().parents[2]
-PROGRAM_DIR = "/usr/sbin"
-"""Where Debian's pgpool2 puts pgpool, pg_enc, pg_md5 and the pcp_* clients (both releases)."""
 CHROOT = "/usr/sbin/chroot"
 
 
@@ -41,6 +46,10 @@ class PgpoolInstall:
     """The Pgpool-II series, e.g. 4.3."""
     version: str
     """What `pgpool --version` says."""
+    renders_for: Version
+    """The release the stack's files are rendered for (pgpoolImage's tag)."""
+    program_dir: str
+    """Where pgpool, pg_enc, pg_md5 and the pcp_* clients are."""
     root: Path | None = None
     """The root its processes are chrooted into; None for this machine's own."""
 
@@ -53,8 +62,18 @@ class PgpoolInstall:
         """A directory its processes see in which a run may put its own files; None: the run's workspace."""
         return "/var/tmp" if self.root else None
 
+    @property
+    def is_image(self) -> bool:
+        """The pgpool/pgpool image's own file system (its entrypoint.sh included), not a distribution's package."""
+        return self.program_dir == PGPOOL_IMAGE.bin_dir
+
+    @property
+    def image(self) -> str:
+        """pgpoolImage for the release the files are rendered for."""
+        return f"pgpool/pgpool:{self.renders_for}"
+
     def program(self, name: str) -> str:
-        return f"{PROGRAM_DIR}/{name}"
+        return f"{self.program_dir}/{name}"
 
     def popen(self, argv: list[str], identity: Identity) -> tuple[list[str], dict]:
         """argv and subprocess arguments that run `argv` in this install as `identity`."""
@@ -76,21 +95,30 @@ def _version(argv: list[str]) -> str:
 
 @functools.lru_cache(maxsize=None)
 def debian12() -> PgpoolInstall:
-    pgpool = f"{PROGRAM_DIR}/pgpool"
-    return PgpoolInstall("4.3", _version([pgpool, "--version"]))
+    program_dir = "/usr/sbin"
+    return PgpoolInstall("4.3", _version([f"{program_dir}/pgpool", "--version"]), first_safe((4, 3)), program_dir)
+
+
+def image_root(release: str) -> Path:
+    """The pgpool/pgpool image's root for `release`, built on first use (minutes, then cached)."""
+    if os.geteuid() != 0:
+        raise RuntimeError(f"Pgpool-II {release} runs in a chroot: run the data plane as root (make test does)")
+    result = subprocess.run([str(ROOT / "scripts" / "pgpool_image_root.sh"), release], capture_output=True, text=True,
+                            timeout=3600)
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/pgpool_image_root.sh {release} failed:\n{result.stderr}")
+    return Path(result.stdout.strip().splitlines()[-1])
 
 
 @functools.lru_cache(maxsize=None)
-def debian13() -> PgpoolInstall:
-    """Builds the root on first use (a few minutes, then cached)."""
-    if os.geteuid() != 0:
-        raise RuntimeError("Pgpool-II 4.6 runs in a chroot: run the data plane as root (make test does)")
-    result = subprocess.run([str(ROOT / "scripts" / "pgpool_root.sh")], capture_output=True, text=True, timeout=1800)
-    if result.returncode != 0:
-        raise RuntimeError(f"scripts/pgpool_root.sh failed:\n{result.stderr}")
-    root = Path(result.stdout.strip().splitlines()[-1])
-    return PgpoolInstall("4.6", _version([CHROOT, str(root), f"{PROGRAM_DIR}/pgpool", "--version"]), root)
+def image(release: str) -> PgpoolInstall:
+    root = image_root(release)
+    version = Version.parse(release)
+    assert version is not None, release
+    series = f"{version.major}.{version.minor}"
+    return PgpoolInstall(series, _version([CHROOT, str(root), PGPOOL_IMAGE.program("pgpool"), "--version"]), version,
+                         PGPOOL_IMAGE.bin_dir, root)
 
 
-INSTALLS = {"4.3": debian12, "4.6": debian13}
+INSTALLS = {"4.3": debian12, "4.6": functools.partial(image, "4.6.1"), "4.7": functools.partial(image, "4.7.2")}
 """Every series the data plane proves the files on, by name."""

@@ -26,7 +26,7 @@ def local_pgpool_paths(workspace: Workspace, *under: str) -> PgpoolPaths:
         workspace.directory(*under, part)
     return PgpoolPaths(config_dir=str(base / "config"), secrets_dir=str(base / "secrets"),
                        socket_dir=str(base / "run"), pid_file=str(base / "run" / "pgpool.pid"),
-                       logdir=str(base / "log"))
+                       work_dir=str(base / "log"))
 
 
 class StackPgpool(PgpoolServer):

@@ -25,12 +25,13 @@ from tests.dataplane.installs import Identity, PgpoolInstall
 CONTAINER_FILES = {
     "pgpool.conf": PgpoolPaths().pgpool_conf, "pool_hba.conf": PgpoolPaths().pool_hba,
     "pool_passwd": PgpoolPaths().pool_passwd, ".pgpoolkey": PgpoolPaths().pool_key,
-    "pcp.conf": PgpoolPaths().pcp_conf, "pcppass": PgpoolPaths().pcppass,
+    "pcp.conf": PgpoolPaths().pcp_conf, "pcppass": PgpoolPaths().pcppass, "pgpass": PgpoolPaths().pgpass,
     "tls.crt": PgpoolPaths().tls_cert, "tls.key": PgpoolPaths().tls_key,
 }
 """Where the pgpool container reads each generated file (configmap mode)."""
-NOT_IN_DEBIAN = {"entrypoint.sh", "start.sh"}
-"""The image's own scripts: no install here has them, so env mode's entrypoint never runs here."""
+IMAGE_SCRIPTS = {"entrypoint.sh", "start.sh"}
+"""The image's own scripts: only an install that is the image's root has them (tests/dataplane/entrypoint.py
+runs them there)."""
 
 
 class LocalPod:
@@ -142,7 +143,7 @@ class LocalPod:
     def _make_view(self) -> None:
         for program in sorted(PGPOOL_IMAGE.programs):
             name = posixpath.basename(program)
-            if name in NOT_IN_DEBIAN:
+            if name in IMAGE_SCRIPTS and not self.install.is_image:
                 continue
             target = self.install.program(name) if program.startswith(PGPOOL_IMAGE.bin_dir + "/") else program
             if not self.host(target).exists():

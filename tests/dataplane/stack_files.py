@@ -33,13 +33,14 @@ LOCAL_PGPOOL_KEYS = (
     "listen_addresses", "pcp_listen_addresses",  # 127.0.0.1 only
     "port", "pcp_port",  # free ports
     "unix_socket_directories", "socket_dir", "pcp_socket_dir", "wd_ipc_socket_dir", "pid_file_name", "logdir",
+    "work_dir",
     "backend_hostname0", "backend_port0", "backend_hostname1", "backend_port1",  # the local servers
     "pool_passwd", "ssl_key", "ssl_cert",  # file locations
 )
 """The only pgpool.conf parameters the local run rewrites."""
 ROLES = ("superuser", "monitor", "app")
 """The dev stack's kinds of user: KubeDB's superuser, the exporter's monitor user, the application's."""
-SECRET_FILES = ("pool_passwd", ".pgpoolkey", "pcp.conf", "pcppass")
+SECRET_FILES = ("pool_passwd", ".pgpoolkey", "pcp.conf", "pcppass", "pgpass")
 CONF_LINE = re.compile(r"^(?P<name>[a-z_0-9]+)\s*=\s*(?P<value>.*)$")
 
 
@@ -69,7 +70,7 @@ class DevStack:
     init_command: tuple[str, ...]
     pre_stop_command: tuple[str, ...]
     probe_env: dict[str, str]
-    """The pgpool container's environment (the probes' PGPASSWORD, PGSSLMODE, PCPPASSFILE), Secret references resolved."""
+    """The pgpool container's environment (the probes' PGPASSFILE, PGSSLMODE, PCPPASSFILE), Secret references resolved."""
     exporter_env: dict[str, str]
     """The exporter container's environment, Secret references resolved."""
     alert_rules: str
@@ -147,7 +148,7 @@ def read_dev_stack(run: ProgramRun, settings: StackSettings) -> DevStack:
         if {"username", "password"} <= data.keys():
             passwords[data["username"]] = data["password"]
     cluster = settings.database.cluster_name
-    files = {f: secret[f"{name}-files"][f] for f in SECRET_FILES}
+    files = {f: secret[f"{name}-files"][f] for f in SECRET_FILES if f in secret[f"{name}-files"]}  # env mode: pcppass
     files.update(secret.get(f"{name}-tls", {}))  # tls.crt and tls.key, when ssl is on
     return DevStack(
         settings=settings,
@@ -158,7 +159,7 @@ def read_dev_stack(run: ProgramRun, settings: StackSettings) -> DevStack:
         user_conf=secret[f"{cluster}-config"]["user.conf"],
         objects=objects,
         pod=pod,
-        pgpool_command=tuple(pgpool["command"]),
+        pgpool_command=tuple(pgpool.get("command", ())),  # none in env mode: the image's entrypoint runs
         readiness_command=tuple(pgpool["readinessProbe"]["exec"]["command"]),
         liveness_command=tuple(pgpool["livenessProbe"]["exec"]["command"]),
         init_command=tuple(containers["prepare-secrets"]["command"]),

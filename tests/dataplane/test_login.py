@@ -70,7 +70,7 @@ def test_with_ssl_off_users_log_in_with_scram_without_tls(stack: DevStack, pgpoo
 def test_with_md5_password_encryption_users_log_in(install: PgpoolInstall) -> None:
     """md5 end to end: the database the program configures for md5 (user.conf, clientAuthMode)
     and Pgpool-II's md5 pool_passwd entries."""
-    with running_database(dev_stack(passwordEncryption="md5"), install) as md5:
+    with running_database(dev_stack(passwordEncryption="md5", pgpoolImage=install.image), install) as md5:
         pgpool = md5.pgpool()
         pool_passwd = pgpool.files["pool_passwd"].read_text().splitlines()
         assert pool_passwd and all(line.split(":", 1)[1].startswith("md5") for line in pool_passwd)

@@ -37,6 +37,8 @@ RETRY_LOG = "Sleeping for 5 seconds before trying to connect again"
 DASHBOARD_VARIABLES = {"$__rate_interval": "1m"}
 """Grafana's values for the variables the dashboard's pgpool2_* queries use."""
 COMPARISONS = {"==", "!=", ">", "<", ">=", "<="}
+GUARDS = {"and", "unless"}
+"""Set operators whose right side only decides which series of the left side an alert keeps."""
 
 
 def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
@@ -171,12 +173,15 @@ def _selectors(node, around: frozenset[str] = frozenset()) -> Iterator[tuple[pro
 
 
 def _value_part(expr: str) -> str:
-    """An alert expression without its threshold (`X > 0.9` gives X): what its annotations' labels come from."""
+    """An alert expression without its threshold (`X > 0.9` gives X) and its guards (`X > 0.9 and on (...) Y`
+    gives X): what its annotations' labels come from."""
     node = promql_parser.parse(expr)
+    while isinstance(node, promql_parser.BinaryExpr) and str(node.op).strip() in GUARDS:
+        node = node.lhs
     if (isinstance(node, promql_parser.BinaryExpr) and str(node.op).strip() in COMPARISONS
             and isinstance(node.rhs, promql_parser.NumberLiteral)):
         return str(node.lhs)
-    return expr
+    return str(node)
 
 
 def pgpool2_queries(stack: DevStack) -> list[tuple[str, str, set[str]]]:

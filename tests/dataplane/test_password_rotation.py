@@ -30,8 +30,9 @@ from components.pgpool_config import pool_passwd_entry
 from components.scram import saslprep, scram_salt, scram_sha_256_verifier
 from components.settings import load_settings
 from tests.dataplane.harness import LOCALHOST, Endpoint, wait_until
+from tests.dataplane.installs import debian12
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool, running_database
-from tests.dataplane.stack_files import DevStack, awkward_secrets, read_dev_stack
+from tests.dataplane.stack_files import DevStack, awkward_secrets, dev_stack, read_dev_stack
 from tests.program_run import run_program
 
 LOAD_CLIENTS = 2
@@ -70,6 +71,7 @@ def rotated_stack() -> tuple[DevStack, GeneratedJob]:
     """The dev stack with new passwords for the app, the monitor and the superuser (the old superuser
     password kept as dbPasswordPrevious), and its password Job."""
     config, secrets = awkward_secrets()
+    config = {**config, "pgpoolImage": debian12().image}  # the release of the Pgpool-II this module runs
     rotated = dict(secrets)
     rotated["dbPasswordPrevious"] = secrets["dbPassword"]
     rotated["dbPassword"] = "new-" + secrets["dbPassword"][::-1]
@@ -106,10 +108,9 @@ def logs_in(endpoint: Endpoint, user: str, password: str, dbname: str) -> bool:
         return False
 
 
-def probe(local: LocalDevStack, pgpool: StackPgpool) -> tuple[int, str]:
-    """The Deployment's readiness probe against this instance, as its own stack defines it."""
-    env = pgpool.environment(pgpool.stack.probe_env)
-    result = local.workspace.run(pgpool.command(pgpool.stack.readiness_command), env=env, check=False)
+def probe(pgpool: StackPgpool) -> tuple[int, str]:
+    """The Deployment's readiness probe against this instance, as its own stack defines it and its pod runs it."""
+    result = pgpool.probe(pgpool.stack.readiness_command)
     return result.returncode, (result.stdout + result.stderr).strip()
 
 
@@ -177,6 +178,12 @@ def neither_window(attempts: list[tuple[float, str, bool]], start: float, end: f
 
 
 @pytest.fixture(scope="module")
+def stack() -> DevStack:
+    """Runs Debian 12's Pgpool-II only: one dev stack, not one per series (tests/dataplane/conftest.py's `stack`)."""
+    return dev_stack(pgpoolImage=debian12().image)
+
+
+@pytest.fixture(scope="module")
 def rotation_stack(stack: DevStack):
     with running_database(stack) as local:
         yield local
@@ -190,12 +197,12 @@ def test_rotating_passwords_under_login_load(stack: DevStack, rotation_stack: Lo
     primary = local.cluster.primary.endpoint
 
     pgpool_old = [local.pgpool("pgpool-old-0"), local.pgpool("pgpool-old-1")]
-    assert all(probe(local, p)[0] == 0 for p in pgpool_old)
+    assert all(probe(p)[0] == 0 for p in pgpool_old)
 
     # Pgpool-II first (the wrong order): the new pod's probe logs in with the new monitor password,
     # which PostgreSQL does not know yet, so the pod never becomes ready and the rollout stalls.
     early = local.pgpool("pgpool-new-before-job", stack=new)
-    early_probe = probe(local, early)
+    early_probe = probe(early)
     early_app = logs_in(early.endpoint, users["app"], new.passwords[users["app"]], users["app"])
     early.stop()
     assert early_probe[0] != 0 and "backend authentication failed" in early_probe[1], early_probe
@@ -215,14 +222,14 @@ def test_rotating_passwords_under_login_load(stack: DevStack, rotation_stack: Lo
         load.wait_for_logins()
         # The rollout: a new pod (surge), ready, then an old one goes; twice.
         pgpool_new = [local.pgpool("pgpool-new-0", stack=new)]
-        new_probe = probe(local, pgpool_new[0])
+        new_probe = probe(pgpool_new[0])
         service.set(*pgpool_old, *pgpool_new)
         marks["new pod 1 ready"] = time.monotonic()
         load.wait_for_logins()
         service.set(pgpool_old[1], *pgpool_new)
         pgpool_old[0].stop()
         pgpool_new.append(local.pgpool("pgpool-new-1", stack=new))
-        wait_until("new pod 2 ready", lambda: probe(local, pgpool_new[1])[0] == 0)
+        wait_until("new pod 2 ready", lambda: probe(pgpool_new[1])[0] == 0)
         service.set(pgpool_old[1], *pgpool_new)
         load.wait_for_logins()
         service.set(*pgpool_new)

@@ -20,7 +20,8 @@ import yaml
 
 from tests.dataplane.harness import PostgresExporter, PostgresServer, Prometheus, stopping, wait_until
 from tests.dataplane.local_stack import LocalDevStack
-from tests.dataplane.stack_files import DevStack
+from tests.dataplane.installs import debian12
+from tests.dataplane.stack_files import DevStack, dev_stack
 
 ALERT = "PostgresBackendDown"
 SCRAPE_INTERVAL = "2s"
@@ -53,6 +54,12 @@ class Watched:
         found = [a for a in self.alerts() if a["labels"]["pod"] == pod]
         assert len(found) <= 1, found
         return found[0] if found else None
+
+
+@pytest.fixture(scope="module")
+def stack() -> DevStack:
+    """No Pgpool-II runs here: one dev stack, not one per series (tests/dataplane/conftest.py's `stack`)."""
+    return dev_stack(pgpoolImage=debian12().image)
 
 
 @pytest.fixture(scope="module")

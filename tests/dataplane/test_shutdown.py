@@ -180,7 +180,7 @@ def report(install: PgpoolInstall, mode: str, stack: DevStack, terminations: lis
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.split(":")[0])
 def test_rolling_replacement_fails_no_short_session(mode: str, shutdown_database: LocalDevStack,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    stack = dev_stack(**MODES[mode])
+    stack = dev_stack(pgpoolImage=shutdown_database.install.image, **MODES[mode])
     terminations, short, long, lost = rolling_replacement(shutdown_database, stack)
     with capsys.disabled():
         print(report(shutdown_database.install, mode, stack, terminations,

@@ -10,10 +10,11 @@ import json
 import pytest
 
 from tests.engine.harness import EngineProject
+from tests.program_run import production_config
 
 BROKEN_STACKS = {
     # stack: (settings on top of the dev stack's, the policy, the resource it names)
-    "production-without-tls": ({"production": "true", "ssl": "false"}, "pgpool-ssl-in-production", "pgpool-config"),
+    "production-without-tls": ({**production_config(), "ssl": "false"}, "pgpool-ssl-in-production", "pgpool-config"),
     "load-balancer": ({"pgpoolServiceType": "LoadBalancer", "allowLoadBalancer": "true"},
                       "pgpool-no-load-balancer", "pgpool"),
     "weight-not-standbys": ({"backendWeight1": "5"}, "pgpool-backend-weight-matches-standbys", "pgpool-config"),
