@@ -26,10 +26,12 @@ DIR; a directory that is not a cluster's is never used or removed.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import contextlib
 import json
 import os
+import shlex
 import ssl
 import subprocess
 import sys
@@ -411,6 +413,20 @@ class LocalCluster:
         subprocess.run(["rm", "-rf", "--one-file-system", str(self.dir)], check=True)
         if not quiet:
             log("stopped")
+
+    def psql_command(self, outputs: dict) -> str:
+        """The command that connects from this machine to Pgpool-II's Service (its ClusterIP, routed to the
+        node), over TLS, as the application user whose Secret the stack's outputs name."""
+        namespace, secret = outputs["namespace"], outputs["credentialsSecret"]
+        service = outputs["pgpoolHost"].split(".", 1)[0]
+        address = self.kubectl("get", "service", service, "--namespace", namespace, "--output",
+                               "jsonpath={.spec.clusterIP}").stdout
+        user = base64.b64decode(self.kubectl("get", "secret", secret, "--namespace", namespace, "--output",
+                                             "jsonpath={.data.username}").stdout).decode()
+        kubectl = f"kubectl --kubeconfig {shlex.quote(str(self.kubeconfig))} --namespace {namespace}"
+        password = f"{kubectl} get secret {secret} --output 'jsonpath={{.data.password}}' | base64 -d"
+        return (f'PGPASSWORD="$({password})" psql "host={address} port={outputs["pgpoolPort"]} dbname={user} '
+                f'user={user} sslmode=require"')
 
     def describe(self) -> str:
         state = self.state()
