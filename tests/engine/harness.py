@@ -84,6 +84,9 @@ class EngineProject:
                if key not in ("PULUMI_CONFIG_PASSPHRASE_FILE", "KUBECONFIG")}
         env.update(PULUMI_BACKEND_URL=(state / "backend").as_uri(),
                    PULUMI_CONFIG_PASSPHRASE=secrets.token_urlsafe(24))
+        vendor = ROOT.parent / "shared" / "vendor"  # the copy does not sit beside shared/ as the repository does
+        if vendor.is_dir():
+            env.setdefault("PGPOOL_K8S_VENDOR", str(vendor))
         self.env = env
         self._runs = 0
 
