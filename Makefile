@@ -36,7 +36,7 @@ init:
 ## Unit tests only (mocks, renderers, policies): fast.
 unit:
 	scripts/bootstrap.sh && source scripts/env.sh && \
-		.venv/bin/python -m pytest -q tests --ignore=tests/dataplane --ignore=tests/engine --ignore=tests/cluster
+		.venv/bin/python -m pytest -q tests --ignore=tests/dataplane --ignore=tests/engine --ignore=tests/cluster --ignore=tests/e2e
 
 ## Three tables (not a test): read scaling over two standbys on CPU budgets, proxy CPU per query, proxy-bound
 ## throughput; Pgpool-II vs PostgreSQL vs PgBouncer. Needs root (cgroup v1 cpu and cpuacct).

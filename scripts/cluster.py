@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import concurrent.futures
 import hashlib
 import contextlib
 import json
@@ -45,7 +46,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from localcluster import addons, cgroups, network, pki, processes  # noqa: E402
-from localcluster.node import IMAGE_PREFIX, Node, holder_command  # noqa: E402
+from localcluster.node import CONTAINERD_SOCKET, IMAGE_PREFIX, Node, holder_command  # noqa: E402
 from localcluster.processes import Process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -323,8 +324,13 @@ class LocalCluster:
         state.server = f"https://{net.host_ip}:{free_port()}"
         self.pki.write_kubeconfig(self.kubeconfig, state.server, "admin")
         self._save(state)
+        environment = self._start_runtime(state, node, binaries, cgroup)
+        importing = concurrent.futures.ThreadPoolExecutor(1).submit(self._import_images, node, binaries, images)
         self._control_plane(state, binaries, node)
-        self._start_node(state, node, binaries, images, cgroup)
+        importing.result()  # before the kubelet starts: no pod may ask for an image that is not there yet
+        for name, command in node.commands(binaries["containerd"], binaries["kubernetes-node"]).items():
+            if name != "containerd":
+                self._spawn(state, name, command, env=environment, before_exec=cgroup.join)
         self._install_crds()
         self.apply(addons.standin_rbac() + addons.coredns(image_reference(images, "coredns"), net.dns_ip))
         self._spawn(state, "kubedb-standin", [
@@ -335,23 +341,24 @@ class LocalCluster:
         self._wait(lambda: self._ready_nodes() == 1, "the node")
         self._wait(lambda: self._deployment_available("kube-system", addons.COREDNS_NAME), "CoreDNS")
 
-    def _start_node(self, state: ClusterState, node: Node, binaries: dict[str, Path], images: dict[str, str],
-                    cgroup: cgroups.NodeCgroup) -> None:
-        """containerd, the images imported into it, then kubelet and kube-proxy."""
+    def _start_runtime(self, state: ClusterState, node: Node, binaries: dict[str, Path],
+                       cgroup: cgroups.NodeCgroup) -> dict[str, str]:
+        """The node's configuration and containerd; returns the environment of the node's daemons."""
         node.write_configs(self.pki, state.server, binaries["runc"])
-        commands = node.commands(binaries["containerd"], binaries["kubernetes-node"])
         path = f"{binaries['containerd']}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         environment = {"PATH": path, "HOME": str(self.dir / "node")}
-        self._spawn(state, "containerd", commands.pop("containerd"), env=environment, before_exec=cgroup.join)
-        ctr = binaries["containerd"] / "ctr"
-        self._wait(lambda: node.run(str(ctr), "--address=/run/containerd/containerd.sock", "version",
+        command = node.commands(binaries["containerd"], binaries["kubernetes-node"])["containerd"]
+        self._spawn(state, "containerd", command, env=environment, before_exec=cgroup.join)
+        self._wait(lambda: node.run(str(binaries["containerd"] / "ctr"), f"--address={CONTAINERD_SOCKET}", "version",
                                     check=False).returncode == 0, "containerd")
+        return environment
+
+    @staticmethod
+    def _import_images(node: Node, binaries: dict[str, Path], images: dict[str, str]) -> None:
         began = time.monotonic()
         for reference, archive in images.items():
-            node.import_image(ctr, Path(archive), reference.rsplit(":", 1)[0])
+            node.import_image(binaries["containerd"] / "ctr", Path(archive), reference.rsplit(":", 1)[0])
         log(f"{len(images)} images imported in {time.monotonic() - began:.1f}s")
-        for name, command in commands.items():
-            self._spawn(state, name, command, env=environment, before_exec=cgroup.join)
 
     def _install_crds(self) -> None:
         self.kubectl("apply", "--server-side", "-f", str(CRDS / "kubedb.com_postgreses.yaml"))

@@ -153,8 +153,10 @@ build_postgresql_root() {
     chroot "$root" groupmod -g 70 postgres
     chroot "$root" usermod -u 70 -g 70 postgres
     find "$root" -xdev \( -uid "$uid" -o -gid "$gid" \) -exec chown -h 70:70 {} +
+    # What Debian's slim images leave out too (documentation, manual pages, translations), and the apt caches.
     rm -rf "$root/var/lib/postgresql/$postgresql_major/main" "$root/etc/postgresql/$postgresql_major/main" \
-           "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*
+           "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/* "$root/usr/share/doc"/* \
+           "$root/usr/share/man"/* "$root/usr/share/locale"/*
     echo "$wanted" > "$root.stamp"
 }
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-GRACE = 15.0
+GRACE = 10.0
 POLL = 3.0
 STUCK_REASONS = frozenset({"CrashLoopBackOff", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
                            "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})

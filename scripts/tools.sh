@@ -13,7 +13,6 @@
 #   scripts/tools.sh containerd                  containerd, its runc shim and ctr v2.4.2 (prints their directory)
 #   scripts/tools.sh runc                        runc v1.5.3 (cgo, with seccomp: needs libseccomp-dev)
 #   scripts/tools.sh coredns                     CoreDNS v1.15.0
-#   scripts/tools.sh crictl                      crictl of cri-tools v1.37.0
 #   scripts/tools.sh pgpool2_exporter            pgpool2_exporter v1.2.2 (from ../shared/vendor; exits 3 without it)
 # Tools whose upstream go.mod has replace lines are built from a wrapper module in scripts/tools/NAME,
 # whose committed go.mod and go.sum decide every dependency version (-mod=readonly).
@@ -214,14 +213,6 @@ build_coredns() {
     CGO_ENABLED=0 GOBIN="$bin_dir" go install -p 2 -trimpath "github.com/coredns/coredns@$coredns_version"
 }
 
-crictl_version=v1.37.0
-
-build_crictl() {
-    CGO_ENABLED=0 GOBIN="$bin_dir" go install -p 2 -trimpath \
-        -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$crictl_version" \
-        "sigs.k8s.io/cri-tools/cmd/crictl@$crictl_version"
-}
-
 case "${1:-}" in
     pulumi) build_once pulumi "$(wrapper_stamp pulumi "$pulumi_version")" build_pulumi ;;
     pulumi-resource-kubernetes)
@@ -240,14 +231,13 @@ case "${1:-}" in
     containerd) build_once containerd "$containerd_version" build_containerd "" ;;
     runc) build_once runc "$runc_version" build_runc ;;
     coredns) build_once coredns "$coredns_version" build_coredns ;;
-    crictl) build_once crictl "$crictl_version" build_crictl ;;
     pgpool2_exporter)
         stamp="$(pgpool2_exporter_stamp)" || exit
         build_once pgpool2_exporter "$stamp" build_pgpool2_exporter
         ;;
     *)
         echo "usage: $0 pulumi|pulumi-resource-kubernetes|kubernetes|kubernetes-node|etcd|kwok|promtool|prometheus|" \
-             "containerd|runc|coredns|crictl|pgpool2_exporter" >&2
+             "containerd|runc|coredns|pgpool2_exporter" >&2
         exit 2
         ;;
 esac
