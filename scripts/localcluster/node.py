@@ -71,6 +71,8 @@ class Node:
         return "\n".join([
             "version = 3",
             f"[grpc]\n  address = {json.dumps(CONTAINERD_SOCKET)}",
+            # Its default, /opt/containerd, would be the host's: the node's /var/lib is the cluster's own.
+            "[plugins.'io.containerd.internal.v1.opt']\n  path = '/var/lib/containerd/opt'",
             # Without CAP_SYS_RESOURCE, no score below containerd's own (0): the pods' scores are clamped to it.
             f"[{cri_runtime}]\n  restrict_oom_score_adj = {json.dumps(not can_lower_oom_scores())}",
             "[plugins.'io.containerd.cri.v1.images'.pinned_images]",
