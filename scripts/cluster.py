@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A local Kubernetes cluster: a control plane on this machine and one real node, or simulated nodes.
+"""A local Kubernetes cluster: a control plane on the host and one real node, or simulated nodes.
 
     scripts/cluster.py start [--nodes real|kwok] [--dir DIR]
     scripts/cluster.py stop|status [--dir DIR]
@@ -28,11 +28,12 @@ from __future__ import annotations
 import argparse
 import base64
 import concurrent.futures
-import hashlib
 import contextlib
+import hashlib
 import json
 import os
 import shlex
+import socket
 import ssl
 import subprocess
 import sys
@@ -79,7 +80,6 @@ def log(message: str) -> None:
 
 
 def free_port() -> int:
-    import socket
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -99,7 +99,8 @@ def tool(name: str) -> Path:
 
 @contextlib.contextmanager
 def owner_only():
-    """Files and directories created meanwhile (by this process and the ones it starts) are its owner's only."""
+    """Files and directories this process creates meanwhile are its owner's only (the processes it starts get
+    the usual umask back: see localcluster/processes.py)."""
     previous = os.umask(0o077)
     try:
         yield
