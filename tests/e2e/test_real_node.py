@@ -119,6 +119,27 @@ def scans_per_server(stack: RealNodeStack) -> dict[str, int]:
     return {pod: int(stack.server_sql(pod, query)) for pod in ("pg-0", "pg-1", "pg-2")}
 
 
+def listeners(*prefix: str) -> list[tuple[str, str]]:
+    """(local address, process names) of every listening TCP socket that `ss` shows, run after `prefix`."""
+    result = subprocess.run([*prefix, "ss", "--listening", "--tcp", "--numeric", "--processes", "--no-header"],
+                            capture_output=True, text=True, check=True)
+    return [(line.split()[3], line.split()[-1]) for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_nothing_listens_beyond_the_loopback_and_the_clusters_own_addresses(stack: RealNodeStack,
+                                                                            first_up: EngineRun, show):
+    state = stack.state()
+    ours = {record["pid"] for record in state["processes"].values()}
+    host, node = f"172.30.{state['slot']}.1", f"172.30.{state['slot']}.2"
+    on_host = [(address, users) for address, users in listeners()
+               if any(f"pid={pid}," in users for pid in ours)]
+    in_node = listeners("nsenter", f"--target={state['processes']['node']['pid']}", "--net", "--")
+    allowed = ("127.0.0.1:", "[::1]:", f"{host}:", f"{node}:")
+    assert on_host and not [a for a, _ in on_host if not a.startswith(allowed)], on_host
+    assert in_node and not [a for a, _ in in_node if not a.startswith(allowed)], in_node
+    show(f"listening: on the host {sorted(a for a, _ in on_host)}; in the node {sorted(a for a, _ in in_node)}")
+
+
 def test_reads_spread_over_the_primary_and_both_standbys_by_weight_and_writes_reach_the_primary(
         stack: RealNodeStack, first_up: EngineRun, show, tmp_path: Path):
     user, password = stack.app_credentials()
