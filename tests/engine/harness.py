@@ -73,6 +73,9 @@ class EngineProject:
 
     def __init__(self, directory: Path, state: Path):
         shutil.copytree(ROOT, directory, ignore=COPY_IGNORE)
+        shared = ROOT.parent / "shared"  # the build scripts read ../shared/vendor beside the repository
+        if shared.is_dir() and not (directory.parent / "shared").exists():
+            (directory.parent / "shared").symlink_to(shared)
         for stack_file in directory.rglob("Pulumi.*.yaml"):
             stack_file.write_text(yaml.safe_dump(stack_settings(stack_file), sort_keys=False))
         for venv in VENVS:
@@ -84,9 +87,6 @@ class EngineProject:
                if key not in ("PULUMI_CONFIG_PASSPHRASE_FILE", "KUBECONFIG")}
         env.update(PULUMI_BACKEND_URL=(state / "backend").as_uri(),
                    PULUMI_CONFIG_PASSPHRASE=secrets.token_urlsafe(24))
-        vendor = ROOT.parent / "shared" / "vendor"  # the copy does not sit beside shared/ as the repository does
-        if vendor.is_dir():
-            env.setdefault("PGPOOL_K8S_VENDOR", str(vendor))
         self.env = env
         self._runs = 0
 
