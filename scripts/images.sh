@@ -22,6 +22,10 @@ source "$scripts_dir/env.sh"
 
 prefix=localhost/pgpool-k8s
 mirror="${PGPOOL_K8S_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+vendor_dir="${PGPOOL_K8S_VENDOR:-$(cd "$scripts_dir/../.." && pwd -P)/shared/vendor}"
+coredns_version=1.15.0
+pgpool2_exporter_version=1.2.2
+prometheus_version=3.5.0
 images_dir="$PGPOOL_K8S_CACHE/images"
 
 log() { echo "[images] $*" >&2; }
@@ -43,6 +47,13 @@ pack() {
     tar -C "$layout" -cf "$archive" .
     rm -rf "$layout"
     echo "$archive"
+}
+
+# dockerfile_config DOCKERFILE: the umoci config options of its ENV, USER, ENTRYPOINT, CMD and EXPOSE lines,
+# into the array `config`.
+dockerfile_config() {
+    [[ -f "$1" ]] || { log "missing $1 (../shared/vendor beside the repository, or set PGPOOL_K8S_VENDOR)"; return 1; }
+    mapfile -d '' config < <(python3 "$scripts_dir/localcluster/image_config.py" "$1")
 }
 
 # busybox_root DIR: a root with Debian's static busybox as /bin/sh and every other applet, and the users
@@ -103,18 +114,16 @@ build_coredns() {
         --config.exposedports 53/udp --config.exposedports 53/tcp
 }
 
-# Its Dockerfile: FROM quay.io/prometheus/busybox, ENV of the connection settings, the binary in /bin and
-# the shell command line that makes DATA_SOURCE_* from them; no USER (root), EXPOSE 9719.
+exporter_dockerfile="$vendor_dir/pgpool2_exporter-$pgpool2_exporter_version/Dockerfile"
+
+# As its Dockerfile builds it: FROM quay.io/prometheus/busybox (Debian's static busybox here), the binary
+# in /bin; its ENV, CMD (the shell command line that makes DATA_SOURCE_* of them) and EXPOSE read from it.
 build_pgpool2_exporter() {
-    local root="$images_dir/pgpool2_exporter/root"
+    local root="$images_dir/pgpool2_exporter/root" config
     rm -rf "$root" && busybox_root "$root"
     cp "$(tool pgpool2_exporter)" "$root/bin/pgpool2_exporter"
-    local command='export DATA_SOURCE_USER="${POSTGRES_USERNAME}" ; export DATA_SOURCE_PASS="${POSTGRES_PASSWORD}" ; export DATA_SOURCE_URI="${PGPOOL_SERVICE}:${PGPOOL_SERVICE_PORT}/${POSTGRES_DATABASE}?sslmode=${SSLMODE}" ; /bin/pgpool2_exporter'
-    pack pgpool2_exporter "$pgpool2_exporter_version" "$root" \
-        --config.env POSTGRES_USERNAME=postgres --config.env POSTGRES_PASSWORD=postgres \
-        --config.env POSTGRES_DATABASE=postgres --config.env PGPOOL_SERVICE=localhost \
-        --config.env PGPOOL_SERVICE_PORT=9999 --config.env SSLMODE=disable \
-        --config.cmd /bin/sh --config.cmd -c --config.cmd "$command" --config.exposedports 9719/tcp
+    dockerfile_config "$exporter_dockerfile"
+    pack pgpool2_exporter "$pgpool2_exporter_version" "$root" "${config[@]}"
 }
 
 # As upstream's Dockerfile: the server in /bin, /etc/prometheus for its configuration, /prometheus for its
@@ -175,26 +184,23 @@ build_postgresql() {
 
 pgpool_release=4.6.1
 
-# The root of scripts/pgpool_image_root.sh with the Dockerfile's ENV, USER, ENTRYPOINT, CMD and EXPOSE
-# lines (the base image's PATH is alpine's, which the image contract expects).
-build_pgpool() {
-    local root
-    root="$("$scripts_dir/pgpool_image_root.sh" "$pgpool_release")"
-    pack pgpool "$pgpool_release" "$root" --config.user 70:70 \
-        --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        --config.env PGPOOL_INSTALL_DIR=/opt/pgpool-II --config.env PGPOOL_CONF_VOLUME=/config \
-        --config.entrypoint /opt/pgpool-II/bin/entrypoint.sh --config.cmd /opt/pgpool-II/bin/start.sh \
-        --config.exposedports 9999/tcp
-}
+pgpool_dockerfile="$vendor_dir/pgpool2_on_k8s-0134b5e/pgpool.docker/Dockerfile.pgpool"
 
-coredns_version=1.15.0
-pgpool2_exporter_version=1.2.2
-prometheus_version=3.5.0
+# The root of scripts/pgpool_image_root.sh with the ENV, USER, ENTRYPOINT, CMD and EXPOSE lines of
+# Dockerfile.pgpool, and the PATH of its base image (alpine's), which the image contract expects.
+build_pgpool() {
+    local root config
+    root="$("$scripts_dir/pgpool_image_root.sh" "$pgpool_release")"
+    dockerfile_config "$pgpool_dockerfile"
+    pack pgpool "$pgpool_release" "$root" --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        "${config[@]}"
+}
 
 # stamp FUNCTION [WORDS...]: what decides an image: the versions and digests of its inputs (WORDS) and of
 # the functions that build it.
 stamp() {
-    echo "${*:2} $(declare -f "$1" pack busybox_root | sha256sum | cut -c1-16)"
+    echo "${*:2} $({ declare -f "$1" pack busybox_root dockerfile_config; cat "$scripts_dir/localcluster/image_config.py"; } |
+                   sha256sum | cut -c1-16)"
 }
 
 # digest FILE: a short digest, for a built input in a stamp.
@@ -208,12 +214,13 @@ image() {
         pgpool)
             local root
             root="$("$scripts_dir/pgpool_image_root.sh" "$pgpool_release")"
-            build_once pgpool "$(stamp build_pgpool "$pgpool_release" "$(digest "$root/.stamp")")" build_pgpool
+            build_once pgpool "$(stamp build_pgpool "$pgpool_release" "$(digest "$root/.stamp")" \
+                "$(digest "$pgpool_dockerfile")")" build_pgpool
             ;;
         coredns) build_once coredns "$(stamp build_coredns "$coredns_version" "$(digest "$(tool coredns)")")" build_coredns ;;
         pgpool2_exporter)
             build_once pgpool2_exporter "$(stamp build_pgpool2_exporter "$pgpool2_exporter_version" \
-                "$(digest "$(tool pgpool2_exporter)")")" build_pgpool2_exporter
+                "$(digest "$(tool pgpool2_exporter)")" "$(digest "$exporter_dockerfile")")" build_pgpool2_exporter
             ;;
         prometheus)
             build_once prometheus "$(stamp build_prometheus "$prometheus_version" "$(digest "$(tool prometheus)")")" \
