@@ -43,7 +43,8 @@ unit:
 bench:
 	scripts/bootstrap.sh && scripts/install_test_packages.sh && .venv/bin/python scripts/benchmark.py
 
-## The local Kubernetes control plane (scripts/cluster.py); `make up STACK=local` starts it by itself.
+## The local Kubernetes cluster, a control plane and one real node (scripts/cluster.py); `make up STACK=local`
+## starts it by itself.
 cluster-start:
 	scripts/bootstrap.sh && source scripts/env.sh && .venv/bin/python scripts/cluster.py start
 
