@@ -180,6 +180,7 @@ class LocalCluster:
             return
         if nodes == "real":
             check_real_node_host()
+            built("install_test_packages.sh")  # the node's Debian packages, once; quiet when installed
         binaries = {name: tool(name) for name in ("kubernetes", "etcd", "kwok" if nodes == "kwok" else "kubernetes-node")}
         if nodes == "real":
             binaries.update({name: tool(name) for name in ("containerd", "runc")})
@@ -449,18 +450,13 @@ class LocalCluster:
 
 
 def check_real_node_host() -> None:
-    """What a real node needs of this machine, said before anything is built or started."""
+    """What a real node needs of the host, said before anything is installed, built or started (the Debian
+    packages it needs, scripts/install_test_packages.sh installs)."""
     problems = []
     if os.geteuid() != 0:
         problems.append("root (network namespaces, mounts, cgroups, iptables)")
     if not cgroups.version1_available():
         problems.append("cgroup v1 hierarchies under /sys/fs/cgroup")
-    for program, package in (("iptables", "iptables"), ("nsenter", "util-linux"), ("umoci", "umoci"),
-                             ("debootstrap", "debootstrap"), ("busybox", "busybox-static")):
-        if not subprocess.run(["sh", "-c", f"command -v {program}"], capture_output=True).stdout:
-            problems.append(f"{program} (Debian package {package}; scripts/install_test_packages.sh installs it)")
-    if not Path("/usr/lib/cni/bridge").exists():
-        problems.append("the CNI plugins in /usr/lib/cni (Debian package containernetworking-plugins)")
     if problems:
         raise SystemExit("a real node needs " + "; ".join(problems) + " (or start with --nodes kwok)")
 
