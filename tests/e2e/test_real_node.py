@@ -9,7 +9,6 @@ figures. They need root (the node's namespaces, cgroups and iptables), like the 
 from __future__ import annotations
 
 import calendar
-import json
 import os
 import re
 import subprocess
