@@ -326,7 +326,7 @@ class LocalCluster:
         state.server = f"https://{net.host_ip}:{free_port()}"
         self.pki.write_kubeconfig(self.kubeconfig, state.server, "admin")
         self._save(state)
-        environment = self._start_runtime(state, node, binaries, cgroup)
+        environment = self._start_runtime(state, node, binaries, cgroup, image_reference(images, "pause"))
         importing = concurrent.futures.ThreadPoolExecutor(1).submit(self._import_images, node, binaries, images)
         self._control_plane(state, binaries, node)
         importing.result()  # before the kubelet starts: no pod may ask for an image that is not there yet
@@ -343,10 +343,10 @@ class LocalCluster:
         self._wait(lambda: self._ready_nodes() == 1, "the node")
         self._wait(lambda: self._deployment_available("kube-system", addons.COREDNS_NAME), "CoreDNS")
 
-    def _start_runtime(self, state: ClusterState, node: Node, binaries: dict[str, Path],
-                       cgroup: cgroups.NodeCgroup) -> dict[str, str]:
+    def _start_runtime(self, state: ClusterState, node: Node, binaries: dict[str, Path], cgroup: cgroups.NodeCgroup,
+                       sandbox_image: str) -> dict[str, str]:
         """The node's configuration and containerd; returns the environment of the node's daemons."""
-        node.write_configs(self.pki, state.server, binaries["runc"])
+        node.write_configs(self.pki, state.server, binaries["runc"], sandbox_image)
         path = f"{binaries['containerd']}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         environment = {"PATH": path, "HOME": str(self.dir / "node")}
         command = node.commands(binaries["containerd"], binaries["kubernetes-node"])["containerd"]

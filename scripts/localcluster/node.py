@@ -24,7 +24,6 @@ CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 CNI_BIN_DIR = "/usr/lib/cni"
 """Debian's containernetworking-plugins (bridge, host-local, loopback, portmap)."""
 IMAGE_PREFIX = "localhost/pgpool-k8s"
-SANDBOX_IMAGE = f"{IMAGE_PREFIX}/pause:3.10.2"
 
 
 CAP_SYS_RESOURCE = 24
@@ -66,7 +65,7 @@ class Node:
         path.write_text(text)
         return path
 
-    def containerd_config(self, runc: Path) -> str:
+    def containerd_config(self, runc: Path, sandbox_image: str) -> str:
         cri_runtime = "plugins.'io.containerd.cri.v1.runtime'"
         return "\n".join([
             "version = 3",
@@ -76,7 +75,7 @@ class Node:
             # Without CAP_SYS_RESOURCE, no score below containerd's own (0): the pods' scores are clamped to it.
             f"[{cri_runtime}]\n  restrict_oom_score_adj = {json.dumps(not can_lower_oom_scores())}",
             "[plugins.'io.containerd.cri.v1.images'.pinned_images]",
-            f"  sandbox = {json.dumps(SANDBOX_IMAGE)}",
+            f"  sandbox = {json.dumps(sandbox_image)}",
             f"[{cri_runtime}.containerd.runtimes.runc]\n  runtime_type = 'io.containerd.runc.v2'",
             f"[{cri_runtime}.containerd.runtimes.runc.options]",
             f"  BinaryName = {json.dumps(str(runc))}\n  SystemdCgroup = false",
@@ -127,9 +126,9 @@ class Node:
             "iptables": {"minSyncPeriod": "1s", "syncPeriod": "30s"},
         }
 
-    def write_configs(self, pki: Pki, server: str, runc: Path) -> None:
+    def write_configs(self, pki: Pki, server: str, runc: Path, sandbox_image: str) -> None:
         (self.dir / "cni").mkdir()
-        self._write("containerd.toml", self.containerd_config(runc))
+        self._write("containerd.toml", self.containerd_config(runc, sandbox_image))
         self._write("cni/10-pgpool-k8s.conflist", json.dumps(self.cni_config(), indent=2))
         self._write("kubelet.yaml", yaml.safe_dump(self.kubelet_config(pki)))
         pki.write_kubeconfig(self.dir / "kubelet.kubeconfig", server, "kubelet")
