@@ -4,7 +4,8 @@
 # an OCI archive (an OCI image layout in a tar) that `ctr images import` takes. Each image's root file system
 # is made from Debian's packages or from what scripts/tools.sh builds, packed by Debian's umoci. Built once
 # per stamp into the cache ($PGPOOL_K8S_CACHE/images), never into the repository; needs root (debootstrap,
-# file ownership). Progress and timings go to stderr.
+# file ownership) and ../shared/vendor beside the repository (PGPOOL_K8S_VENDOR names another copy; exits 3
+# without it). Progress and timings go to stderr.
 #   scripts/images.sh pause                 the pod sandbox: pause.c of Kubernetes v1.37.2, static
 #   scripts/images.sh pgpool                Pgpool-II 4.6.1 as Dockerfile.pgpool builds it (scripts/pgpool_image_root.sh)
 #   scripts/images.sh coredns               CoreDNS v1.15.0
@@ -114,15 +115,15 @@ build_coredns() {
         --config.exposedports 53/udp --config.exposedports 53/tcp
 }
 
-exporter_dockerfile="$vendor_dir/pgpool2_exporter-$pgpool2_exporter_version/Dockerfile"
-
-# As its Dockerfile builds it: FROM quay.io/prometheus/busybox (Debian's static busybox here), the binary
-# in /bin; its ENV, CMD (the shell command line that makes DATA_SOURCE_* of them) and EXPOSE read from it.
+# As its Dockerfile (beside the binary: scripts/tools.sh puts the image's build context there) builds it:
+# FROM quay.io/prometheus/busybox (Debian's static busybox here), the binary in /bin; its ENV, CMD (the
+# shell command line that makes DATA_SOURCE_* of them) and EXPOSE read from it.
 build_pgpool2_exporter() {
-    local root="$images_dir/pgpool2_exporter/root" config
+    local root="$images_dir/pgpool2_exporter/root" binary config
+    binary="$(tool pgpool2_exporter)"
     rm -rf "$root" && busybox_root "$root"
-    cp "$(tool pgpool2_exporter)" "$root/bin/pgpool2_exporter"
-    dockerfile_config "$exporter_dockerfile"
+    cp "$binary" "$root/bin/pgpool2_exporter"
+    dockerfile_config "$(dirname "$binary")/Dockerfile"
     pack pgpool2_exporter "$pgpool2_exporter_version" "$root" "${config[@]}"
 }
 
@@ -219,8 +220,10 @@ image() {
             ;;
         coredns) build_once coredns "$(stamp build_coredns "$coredns_version" "$(digest "$(tool coredns)")")" build_coredns ;;
         pgpool2_exporter)
+            local binary
+            binary="$(tool pgpool2_exporter)"
             build_once pgpool2_exporter "$(stamp build_pgpool2_exporter "$pgpool2_exporter_version" \
-                "$(digest "$(tool pgpool2_exporter)")" "$(digest "$exporter_dockerfile")")" build_pgpool2_exporter
+                "$(digest "$binary")" "$(digest "$(dirname "$binary")/Dockerfile")")" build_pgpool2_exporter
             ;;
         prometheus)
             build_once prometheus "$(stamp build_prometheus "$prometheus_version" "$(digest "$(tool prometheus)")")" \
@@ -239,6 +242,12 @@ image() {
 }
 
 [[ $# -gt 0 ]] || set -- all
+if [[ ! -d "$vendor_dir" ]]; then
+    # As scripts/tools.sh pgpool2_exporter does: the tests that need these images skip on 3.
+    log "the vendored sources of the pgpool and pgpool2_exporter images are missing: expected $vendor_dir" \
+        "(../shared/vendor beside the repository, or set PGPOOL_K8S_VENDOR)"
+    exit 3
+fi
 if [[ "$(id -u)" -ne 0 ]]; then
     log "building images needs root (debootstrap, file ownership); run: sudo $0 $*"
     exit 1
