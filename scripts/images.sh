@@ -7,7 +7,7 @@
 # file ownership) and ../shared/vendor beside the repository (PGPOOL_K8S_VENDOR names another copy; exits 3
 # without it). Progress and timings go to stderr.
 #   scripts/images.sh pause                 the pod sandbox: pause.c of Kubernetes v1.37.2, static
-#   scripts/images.sh pgpool                Pgpool-II 4.6.1 as Dockerfile.pgpool builds it (scripts/pgpool_image_root.sh)
+#   scripts/images.sh pgpool                Pgpool-II 4.7.2 as Dockerfile.pgpool builds it (scripts/pgpool_image_root.sh)
 #   scripts/images.sh coredns               CoreDNS v1.15.0
 #   scripts/images.sh pgpool2_exporter      pgpool2_exporter v1.2.2 on busybox, started by its Dockerfile's CMD
 #   scripts/images.sh prometheus            the Prometheus v3.5.0 server on busybox, as its Dockerfile lays it out
@@ -23,7 +23,7 @@ source "$scripts_dir/env.sh"
 
 prefix=localhost/pgpool-k8s
 mirror="${PGPOOL_K8S_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-vendor_dir="${PGPOOL_K8S_VENDOR:-$(cd "$scripts_dir/../.." && pwd -P)/shared/vendor}"
+vendor_dir="$PGPOOL_K8S_VENDOR"  # ../shared/vendor beside the repository unless set (scripts/env.sh)
 coredns_version=1.15.0
 pgpool2_exporter_version=1.2.2
 prometheus_version=3.5.0
@@ -183,7 +183,7 @@ build_postgresql() {
         --config.cmd pgpool-k8s-postgres --config.exposedports 5432/tcp
 }
 
-pgpool_release=4.6.1
+pgpool_release=4.7.2
 
 pgpool_dockerfile="$vendor_dir/pgpool2_on_k8s-0134b5e/pgpool.docker/Dockerfile.pgpool"
 

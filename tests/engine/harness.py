@@ -73,9 +73,6 @@ class EngineProject:
 
     def __init__(self, directory: Path, state: Path):
         shutil.copytree(ROOT, directory, ignore=COPY_IGNORE)
-        shared = ROOT.parent / "shared"  # the build scripts read ../shared/vendor beside the repository
-        if shared.is_dir() and not (directory.parent / "shared").exists():
-            (directory.parent / "shared").symlink_to(shared)
         for stack_file in directory.rglob("Pulumi.*.yaml"):
             stack_file.write_text(yaml.safe_dump(stack_settings(stack_file), sort_keys=False))
         for venv in VENVS:
