@@ -108,7 +108,12 @@ def exporter_select_counts(stack: RealNodeStack) -> Counter:
     exporter (its busybox wget, inside the pod)."""
     counts: Counter = Counter()
     for pod in stack.pods("pgpool"):
-        metrics = stack.exec(pod["metadata"]["name"], "exporter", "wget", "-qO-", "http://127.0.0.1:9719/metrics")
+        # The exporter listens only once it has logged in to Pgpool-II (it retries every 5 s), which can be
+        # after the pod is Ready: it has no probe of its own.
+        metrics = wait_for(lambda: stack.kubectl("exec", "--namespace", NAMESPACE, pod["metadata"]["name"],
+                                                 "--container", "exporter", "--", "wget", "-qO-",
+                                                 "http://127.0.0.1:9719/metrics", check=False).stdout,
+                           f"{pod['metadata']['name']}'s exporter listening", timeout=30)
         for line in metrics.splitlines():
             if line.startswith("pgpool2_pool_nodes_select_cnt{"):
                 host = re.search(r'hostname="([^"]+)"', line).group(1).split(".", 1)[0]
@@ -390,8 +395,10 @@ def test_a_pod_that_cannot_start_stops_make_up_while_the_old_pods_keep_serving(
         project: EngineProject, stack: RealNodeStack, first_up: EngineRun, show):
     user, password = stack.app_credentials()
     image = stack.get("deployment", "pgpool")["spec"]["template"]["spec"]["containers"][0]["image"]
-    # An image without Pgpool-II: the container's command is not there.
+    # An image without Pgpool-II: the container's command is not there. Its tag names no Pgpool-II release,
+    # so the release the files are rendered for is given as a user of such an image gives it.
     project.set_config(STACK, "pgpoolImage", "localhost/pgpool-k8s/postgresql:15")
+    project.set_config(STACK, "pgpoolVersion", image.rsplit(":", 1)[1])
     with LoginLoad(stack, user, {"app": password}) as load:
         began = time.monotonic()
         failed = project.engine("up", STACK)
@@ -405,6 +412,7 @@ def test_a_pod_that_cannot_start_stops_make_up_while_the_old_pods_keep_serving(
     assert logins[True] > 0 and not logins[False], logins
 
     project.set_config(STACK, "pgpoolImage", image)
+    project.set_config(STACK, "pgpoolVersion", "")
     restored = project.engine("up", STACK)
     assert restored.returncode == 0, restored.output
     pods = stack.pods("pgpool")
