@@ -36,14 +36,15 @@ init:
 ## Unit tests only (mocks, renderers, policies): fast.
 unit:
 	scripts/bootstrap.sh && source scripts/env.sh && \
-		.venv/bin/python -m pytest -q tests --ignore=tests/dataplane --ignore=tests/engine --ignore=tests/cluster
+		.venv/bin/python -m pytest -q tests --ignore=tests/dataplane --ignore=tests/engine --ignore=tests/cluster --ignore=tests/e2e
 
 ## Three tables (not a test): read scaling over two standbys on CPU budgets, proxy CPU per query, proxy-bound
 ## throughput; Pgpool-II vs PostgreSQL vs PgBouncer. Needs root (cgroup v1 cpu and cpuacct).
 bench:
 	scripts/bootstrap.sh && scripts/install_test_packages.sh && .venv/bin/python scripts/benchmark.py
 
-## The local Kubernetes control plane (scripts/cluster.py); `make up STACK=local` starts it by itself.
+## The local Kubernetes cluster, a control plane and one real node (scripts/cluster.py); `make up STACK=local`
+## starts it by itself.
 cluster-start:
 	scripts/bootstrap.sh && source scripts/env.sh && .venv/bin/python scripts/cluster.py start
 

@@ -1,27 +1,38 @@
 #!/usr/bin/env python3
-"""A local Kubernetes control plane on 127.0.0.1, with simulated nodes: no containers, no VM.
+"""A local Kubernetes cluster: a control plane on the host and one real node, or simulated nodes.
 
-    scripts/cluster.py start|stop|status [--dir DIR]
+    scripts/cluster.py start [--nodes real|kwok] [--dir DIR]
+    scripts/cluster.py stop|status [--dir DIR]
 
-etcd, kube-apiserver (client-certificate authentication, RBAC authorization, the default admission
-plugins, PodSecurity among them), kube-controller-manager and kube-scheduler of one Kubernetes release,
-and kwok, which runs simulated nodes and marks the pods scheduled on them Running and Ready: Deployments
-roll out, Services get endpoints, namespaces are finalized, yet no container image is ever pulled. The
-binaries are built from the Go module proxy by scripts/tools.sh. KubeDB's Postgres CRD is installed.
+The control plane: etcd (TLS, client certificates only), kube-apiserver (client certificates and
+service-account tokens, no anonymous requests, Node and RBAC authorization, the default admission
+plugins with PodSecurity and NodeRestriction), kube-controller-manager and kube-scheduler of one
+Kubernetes release, built from the Go module proxy by scripts/tools.sh; KubeDB's Postgres CRD installed.
 
-State (certificates, etcd's data, logs, the processes) lives in DIR (default .state/cluster); the admin
-kubeconfig is DIR/kubeconfig. Ports are free ones picked at start. `stop` stops every process and
-removes DIR; `start` on a running cluster only checks it.
+--nodes real (the default; needs root, cgroup v1 and the Debian packages of scripts/install_test_packages.sh):
+one node that runs the containers, in network and mount namespaces of its own (localcluster/network.py,
+localcluster/node.py): containerd and runc, the CNI bridge, kubelet, kube-proxy, CoreDNS as the cluster DNS,
+the images of scripts/images.sh imported before anything is scheduled, and a stand-in for KubeDB's operator
+(localcluster/standin.py). The host reaches the Services' ClusterIPs through the node.
+--nodes kwok: three simulated nodes (kwok), which mark pods Running and Ready without running them:
+what the control plane admits and schedules, in seconds, for tests that need no container.
+
+State (certificates, etcd's data, the node's files, logs, the processes) lives in DIR (default
+.state/cluster), readable by its owner only; the admin kubeconfig is DIR/kubeconfig. `stop` ends every
+process the cluster started (recognised by pid and start time) and everything in the node, then removes
+DIR; a directory that is not a cluster's is never used or removed.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import ipaddress
+import base64
+import concurrent.futures
+import contextlib
+import hashlib
 import json
 import os
-import signal
+import shlex
 import socket
 import ssl
 import subprocess
@@ -32,18 +43,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from localcluster import addons, cgroups, network, pki, processes  # noqa: E402
+from localcluster.node import CONTAINERD_SOCKET, IMAGE_PREFIX, Node, holder_command  # noqa: E402
+from localcluster.processes import Process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / ".state" / "cluster"
 CRDS = ROOT / "scripts" / "crds"
-NODES = ("kwok-node-0", "kwok-node-1", "kwok-node-2")
+KWOK_NODES = ("kwok-node-0", "kwok-node-1", "kwok-node-2")
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-SERVICE_CIDR = "10.96.0.0/16"
-READY_TIMEOUT = 60
+KWOK_SERVICE_CIDR = "10.96.0.0/16"
+READY_TIMEOUT = 120
+STATE_FILE = "cluster.json"
 
 
 @dataclass
@@ -51,7 +65,14 @@ class ClusterState:
     """What a running cluster is made of; saved as DIR/cluster.json."""
 
     server: str
-    pids: dict[str, int] = field(default_factory=dict)
+    nodes: str = "kwok"
+    processes: dict[str, dict] = field(default_factory=dict)
+    slot: int = 0
+    link_index: int | None = None
+    cgroup: str = ""
+
+    def process(self, name: str) -> Process:
+        return Process(**self.processes[name])
 
 
 def log(message: str) -> None:
@@ -64,105 +85,37 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def built(tool: str) -> Path:
-    """Path that scripts/tools.sh prints for a tool, building it on first use."""
-    result = subprocess.run([str(ROOT / "scripts" / "tools.sh"), tool], stdout=subprocess.PIPE, text=True)
+def built(*command: str) -> list[str]:
+    """The lines a build script prints on stdout (scripts/tools.sh NAME: the path), building on first use."""
+    result = subprocess.run([str(ROOT / "scripts" / command[0]), *command[1:]], stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
-        raise SystemExit(f"scripts/tools.sh {tool} failed")
-    return Path(result.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"scripts/{' '.join(command)} failed")
+    return result.stdout.strip().splitlines()
 
 
-# --- certificates -----------------------------------------------------------------------------------
+def tool(name: str) -> Path:
+    return Path(built("tools.sh", name)[-1])
 
 
-def _write_key(key, path: Path) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
-
-
-def _certificate(subject: x509.Name, key, issuer: x509.Name, issuer_key, *, ca: bool = False,
-                 server_names: tuple[str, ...] = (), client: bool = False) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=30))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if ca:
-        builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-            key_encipherment=False, data_encipherment=False, key_agreement=False, encipher_only=False,
-            decipher_only=False), critical=True)
-    if server_names:
-        names = [x509.IPAddress(ipaddress.ip_address(n)) if n[0].isdigit() else x509.DNSName(n) for n in server_names]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server_names else []) + ([ExtendedKeyUsageOID.CLIENT_AUTH]
-                                                                              if client else [])
-    if usages:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _name(common_name: str, organization: str = "") -> x509.Name:
-    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if organization:
-        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-    return x509.Name(attributes)
-
-
-def write_pki(pki: Path) -> None:
-    """A CA, the API server's serving certificate, client certificates per component, the
-    service-account signing key."""
-    pki.mkdir(parents=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("pgpool-k8s local cluster CA")
-    ca = _certificate(ca_name, ca_key, ca_name, ca_key, ca=True)
-    (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    _write_key(ca_key, pki / "ca.key")
-    service_ip = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))
-    identities = {
-        "apiserver": (_name("kube-apiserver"), ("127.0.0.1", "localhost", service_ip, "kubernetes",
-                                                 "kubernetes.default", "kubernetes.default.svc",
-                                                 "kubernetes.default.svc.cluster.local")),
-        "admin": (_name("pgpool-k8s-admin", "system:masters"), ()),
-        "controller-manager": (_name("system:kube-controller-manager"), ()),
-        "scheduler": (_name("system:kube-scheduler"), ()),
-        "kwok": (_name("kwok", "system:masters"), ()),
-    }
-    for identity, (subject, server_names) in identities.items():
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _certificate(subject, key, ca_name, ca_key, server_names=server_names, client=not server_names)
-        (pki / f"{identity}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(key, pki / f"{identity}.key")
-    signing = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _write_key(signing, pki / "service-account.key")
-    (pki / "service-account.pub").write_bytes(signing.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-
-
-def write_kubeconfig(path: Path, server: str, pki: Path, identity: str) -> None:
-    config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "pgpool-k8s-local",
-        "clusters": [{"name": "pgpool-k8s-local", "cluster": {
-            "server": server, "certificate-authority": str(pki / "ca.crt")}}],
-        "users": [{"name": identity, "user": {
-            "client-certificate": str(pki / f"{identity}.crt"), "client-key": str(pki / f"{identity}.key")}}],
-        "contexts": [{"name": "pgpool-k8s-local", "context": {"cluster": "pgpool-k8s-local", "user": identity}}],
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-
-
-# --- processes --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def owner_only():
+    """Files and directories this process creates meanwhile are its owner's only (the processes it starts get
+    the usual umask back: see localcluster/processes.py)."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 class LocalCluster:
     def __init__(self, directory: Path = DEFAULT_DIR):
         self.dir = directory
-        self.pki = directory / "pki"
+        self.pki = pki.Pki(directory / "pki")
         self.kubeconfig = directory / "kubeconfig"
-        self.state_file = directory / "cluster.json"
+        self.state_file = directory / STATE_FILE
+
+    # --- state ------------------------------------------------------------------------------------------
 
     def state(self) -> ClusterState | None:
         if not self.state_file.exists():
@@ -170,15 +123,19 @@ class LocalCluster:
         return ClusterState(**json.loads(self.state_file.read_text()))
 
     def _save(self, state: ClusterState) -> None:
-        self.state_file.write_text(json.dumps(asdict(state)))
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.unlink(missing_ok=True)
+        pki.write_private(temporary, json.dumps(asdict(state)).encode())
+        temporary.replace(self.state_file)
 
     def running(self) -> bool:
         state = self.state()
-        return bool(state) and all(_alive(pid) for pid in state.pids.values()) and self._healthy(state.server)
+        return (bool(state) and all(processes.is_running(state.process(name)) for name in state.processes)
+                and self._healthy(state.server))
 
     def _healthy(self, server: str) -> bool:
-        context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
-        context.load_cert_chain(self.pki / "admin.crt", self.pki / "admin.key")
+        context = ssl.create_default_context(cafile=str(self.pki.ca))
+        context.load_cert_chain(self.pki.cert("admin"), self.pki.key("admin"))
         try:
             with urllib.request.urlopen(f"{server}/readyz", context=context, timeout=2) as response:
                 return response.status == 200
@@ -192,85 +149,222 @@ class LocalCluster:
             raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
         return result
 
-    def start(self) -> None:
+    def apply(self, manifests: list[dict]) -> None:
+        self.kubectl("apply", "--server-side", "--field-manager=pgpool-k8s-local-cluster", "-f", "-",
+                     input=yaml.safe_dump_all(manifests))
+
+    def node(self, state: ClusterState | None = None) -> Node | None:
+        state = state or self.state()
+        if not state or state.nodes != "real":
+            return None
+        return Node(self.dir / "node", network.NodeNetwork(state.slot), state.process("node").pid,
+                    cgroups.NodeCgroup(state.cgroup).path)
+
+    # --- start ------------------------------------------------------------------------------------------
+
+    def _claim_directory(self) -> None:
+        """Makes DIR a new cluster's, owner-only; a stale cluster there is stopped first, and a directory that
+        holds anything else is refused, never removed."""
+        if self.state_file.exists():
+            self.stop(quiet=True)
+        if self.dir.exists() and any(self.dir.iterdir()):
+            raise SystemExit(f"{self.dir} exists and is not a local cluster's directory (no {STATE_FILE}): "
+                             "choose another --dir, or empty it yourself")
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
+        (self.dir / "logs").mkdir(mode=0o700)
+
+    def start(self, nodes: str = "real") -> None:
         if self.running():
             log(f"running; kubeconfig {self.kubeconfig}")
             return
-        self.stop(quiet=True)
-        binaries = {tool: built(tool) for tool in ("kubernetes", "etcd", "kwok")}
+        if nodes == "real":
+            check_real_node_host()
+            built("install_test_packages.sh")  # the node's Debian packages, once; quiet when installed
+        binaries = {name: tool(name) for name in ("kubernetes", "etcd", "kwok" if nodes == "kwok" else "kubernetes-node")}
+        if nodes == "real":
+            binaries.update({name: tool(name) for name in ("containerd", "runc")})
+            images = dict(line.split() for line in built("images.sh", "all"))
         began = time.monotonic()
-        self.dir.mkdir(parents=True)
-        (self.dir / "logs").mkdir()
-        write_pki(self.pki)
-        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
-        server = f"https://127.0.0.1:{api_port}"
-        state = ClusterState(server=server)
-        write_kubeconfig(self.kubeconfig, server, self.pki, "admin")
-        for identity in ("controller-manager", "scheduler", "kwok"):
-            write_kubeconfig(self.dir / f"{identity}.kubeconfig", server, self.pki, identity)
-        try:
-            self._spawn(state, "etcd", [
-                str(binaries["etcd"]), "--name=local", f"--data-dir={self.dir / 'etcd'}",
-                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-                f"--initial-cluster=local=http://127.0.0.1:{peer_port}",
-                "--unsafe-no-fsync",  # a throw-away cluster: speed over durability
-            ])
-            kubernetes = binaries["kubernetes"]
-            self._spawn(state, "kube-apiserver", [
-                str(kubernetes / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-                f"--tls-cert-file={self.pki / 'apiserver.crt'}", f"--tls-private-key-file={self.pki / 'apiserver.key'}",
-                f"--client-ca-file={self.pki / 'ca.crt'}", "--authorization-mode=RBAC",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={self.pki / 'service-account.pub'}",
-                f"--service-account-signing-key-file={self.pki / 'service-account.key'}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=false", "--profiling=false",
-                # The default reconciler refuses a loopback address for the `kubernetes` Service's endpoint.
-                "--endpoint-reconciler-type=none",
-            ])
-            self._wait(lambda: self._healthy(server), "the API server")
-            self._spawn(state, "kube-controller-manager", [
-                str(kubernetes / "kube-controller-manager"), f"--kubeconfig={self.dir / 'controller-manager.kubeconfig'}",
-                f"--authentication-kubeconfig={self.dir / 'controller-manager.kubeconfig'}",
-                f"--authorization-kubeconfig={self.dir / 'controller-manager.kubeconfig'}",
-                "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--leader-elect=false",
-                "--use-service-account-credentials=true", f"--root-ca-file={self.pki / 'ca.crt'}",
-                f"--service-account-private-key-file={self.pki / 'service-account.key'}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false",
-            ])
-            self._spawn(state, "kube-scheduler", [
-                str(kubernetes / "kube-scheduler"), f"--kubeconfig={self.dir / 'scheduler.kubeconfig'}",
-                f"--authentication-kubeconfig={self.dir / 'scheduler.kubeconfig'}",
-                f"--authorization-kubeconfig={self.dir / 'scheduler.kubeconfig'}",
-                "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--leader-elect=false",
-                "--profiling=false",
-            ])
-            self._spawn(state, "kwok", [
-                str(binaries["kwok"]), f"--config={binaries['kwok'].parent / 'kwok-stages.yaml'}",
-                f"--kubeconfig={self.dir / 'kwok.kubeconfig'}",
-                "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
-                # Node liveness by Lease, as kubelets report it; the heartbeat stage then updates status rarely.
-                "--node-lease-duration-seconds=40",
-                f"--server-address=127.0.0.1:{free_port()}",
-            ])
-            self._add_nodes()
-            self.kubectl("apply", "--server-side", "-f", str(CRDS / "kubedb.com_postgreses.yaml"))
-            self._wait(self._crds_established, "the CRDs")
-            self._wait(self._nodes_ready, "the simulated nodes")
-        except BaseException:
-            self._stop_processes()  # the logs stay, to say why
-            raise
+        with owner_only():
+            self._claim_directory()
+            state = ClusterState(server="", nodes=nodes)
+            self._save(state)
+            try:
+                if nodes == "real":
+                    self._start_real(state, binaries, images)
+                else:
+                    self._start_kwok(state, binaries)
+            except BaseException:
+                self._stop_processes(state)  # the logs stay, to say why
+                raise
         log(f"ready in {time.monotonic() - began:.1f}s; kubeconfig {self.kubeconfig}")
 
-    def _spawn(self, state: ClusterState, name: str, command: list[str]) -> None:
-        output = (self.dir / "logs" / f"{name}.log").open("w")
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-        state.pids[name] = process.pid
+    def _spawn(self, state: ClusterState, name: str, command: list[str], **options) -> Process:
+        process = processes.spawn(command, self.dir / "logs" / f"{name}.log", **options)
+        state.processes[name] = asdict(process)
         self._save(state)
+        return process
+
+    def _identities(self, api_names: tuple[str, ...], real: Node | None) -> dict:
+        identities = {
+            "apiserver": pki.server("kube-apiserver", api_names + (
+                "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local")),
+            "etcd": pki.server("etcd", ("127.0.0.1", "localhost"), also_client=True),
+            "apiserver-etcd-client": pki.client("kube-apiserver-etcd-client"),
+            "admin": pki.client("pgpool-k8s-admin", "system:masters"),
+            "controller-manager": pki.client("system:kube-controller-manager"),
+            "scheduler": pki.client("system:kube-scheduler"),
+        }
+        if real is None:
+            identities["kwok"] = pki.client("kwok", "system:masters")
+            return identities
+        from localcluster.node import NAME
+        identities.update({
+            "kubelet": pki.client(f"system:node:{NAME}", "system:nodes"),
+            "kubelet-serving": pki.server(f"system:node:{NAME}", (real.network.node_ip, NAME)),
+            "kube-proxy": pki.client("system:kube-proxy"),
+            "apiserver-kubelet-client": pki.client("kube-apiserver-kubelet-client", "system:masters"),
+            "kubedb-standin": pki.client(addons.STANDIN_USER),
+        })
+        return identities
+
+    def _etcd(self, state: ClusterState, etcd: Path) -> str:
+        """etcd on 127.0.0.1 that serves only clients (and peers) with a certificate of the cluster's CA."""
+        client_port, peer_port = free_port(), free_port()
+        tls = [f"--trusted-ca-file={self.pki.ca}", f"--cert-file={self.pki.cert('etcd')}",
+               f"--key-file={self.pki.key('etcd')}", "--client-cert-auth",
+               f"--peer-trusted-ca-file={self.pki.ca}", f"--peer-cert-file={self.pki.cert('etcd')}",
+               f"--peer-key-file={self.pki.key('etcd')}", "--peer-client-cert-auth"]
+        self._spawn(state, "etcd", [
+            str(etcd), "--name=local", f"--data-dir={self.dir / 'etcd'}", *tls,
+            f"--listen-client-urls=https://127.0.0.1:{client_port}",
+            f"--advertise-client-urls=https://127.0.0.1:{client_port}",
+            f"--listen-peer-urls=https://127.0.0.1:{peer_port}",
+            f"--initial-advertise-peer-urls=https://127.0.0.1:{peer_port}",
+            f"--initial-cluster=local=https://127.0.0.1:{peer_port}",
+            "--unsafe-no-fsync",  # a throw-away cluster: speed over durability
+        ])
+        return f"https://127.0.0.1:{client_port}"
+
+    def _apiserver_flags(self, real: Node | None) -> list[str]:
+        if real is None:
+            return ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--authorization-mode=RBAC",
+                    f"--service-cluster-ip-range={KWOK_SERVICE_CIDR}",
+                    # The default reconciler refuses a loopback address for the `kubernetes` Service's endpoint.
+                    "--endpoint-reconciler-type=none"]
+        host = real.network.host_ip
+        return [f"--bind-address={host}", f"--advertise-address={host}", "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction", f"--service-cluster-ip-range={real.network.service_cidr}",
+                f"--kubelet-client-certificate={self.pki.cert('apiserver-kubelet-client')}",
+                f"--kubelet-client-key={self.pki.key('apiserver-kubelet-client')}",
+                f"--kubelet-certificate-authority={self.pki.ca}", "--kubelet-preferred-address-types=InternalIP"]
+
+    def _control_plane(self, state: ClusterState, binaries: dict[str, Path], real: Node | None) -> None:
+        etcd = self._etcd(state, binaries["etcd"])
+        kubernetes = binaries["kubernetes"]
+        self._spawn(state, "kube-apiserver", [
+            str(kubernetes / "kube-apiserver"), f"--etcd-servers={etcd}", f"--etcd-cafile={self.pki.ca}",
+            f"--etcd-certfile={self.pki.cert('apiserver-etcd-client')}",
+            f"--etcd-keyfile={self.pki.key('apiserver-etcd-client')}",
+            f"--secure-port={state.server.rsplit(':', 1)[1]}", "--anonymous-auth=false",
+            f"--tls-cert-file={self.pki.cert('apiserver')}", f"--tls-private-key-file={self.pki.key('apiserver')}",
+            f"--client-ca-file={self.pki.ca}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={self.pki.dir / 'service-account.pub'}",
+            f"--service-account-signing-key-file={self.pki.dir / 'service-account.key'}",
+            "--allow-privileged=false", "--profiling=false", *self._apiserver_flags(real),
+        ])
+        self._wait(lambda: self._healthy(state.server), "the API server")
+        for component in ("controller-manager", "scheduler"):
+            kubeconfig = self.dir / f"{component}.kubeconfig"
+            self.pki.write_kubeconfig(kubeconfig, state.server, component)
+            extra = ([f"--root-ca-file={self.pki.ca}", "--use-service-account-credentials=true",
+                      f"--service-account-private-key-file={self.pki.dir / 'service-account.key'}",
+                      f"--service-cluster-ip-range={real.network.service_cidr if real else KWOK_SERVICE_CIDR}"]
+                     if component == "controller-manager" else [])
+            self._spawn(state, f"kube-{component}", [
+                str(kubernetes / f"kube-{component}"), f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--leader-elect=false",
+                "--profiling=false", *extra,
+            ])
+
+    def _start_kwok(self, state: ClusterState, binaries: dict[str, Path]) -> None:
+        self.pki.create(self._identities(("127.0.0.1", "10.96.0.1"), None))
+        state.server = f"https://127.0.0.1:{free_port()}"
+        self.pki.write_kubeconfig(self.kubeconfig, state.server, "admin")
+        self._save(state)
+        self._control_plane(state, binaries, None)
+        kwok = binaries["kwok"]
+        self.pki.write_kubeconfig(self.dir / "kwok.kubeconfig", state.server, "kwok")
+        self._spawn(state, "kwok", [
+            str(kwok), f"--config={kwok.parent / 'kwok-stages.yaml'}", f"--kubeconfig={self.dir / 'kwok.kubeconfig'}",
+            "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+            # Node liveness by Lease, as kubelets report it; the heartbeat stage then updates status rarely.
+            "--node-lease-duration-seconds=40", f"--server-address=127.0.0.1:{free_port()}",
+        ])
+        self.apply(kwok_nodes())
+        self._install_crds()
+        self._wait(lambda: self._ready_nodes() == len(KWOK_NODES), "the simulated nodes")
+
+    def _start_real(self, state: ClusterState, binaries: dict[str, Path], images: dict[str, str]) -> None:
+        node_dir = self.dir / "node"
+        for directory in (node_dir / "var-lib", node_dir / "var-log"):
+            directory.mkdir(parents=True)
+        cgroup = cgroups.NodeCgroup("pgpool-k8s-" + hashlib.sha256(str(self.dir).encode()).hexdigest()[:12])
+        cgroup.create()
+        state.cgroup = cgroup.name
+        holder = self._spawn(state, "node", holder_command(node_dir / "var-lib", node_dir / "var-log"),
+                             before_exec=cgroup.join)
+        self._wait(lambda: Path(f"/proc/{holder.pid}/comm").read_text().strip() == "sleep", "the node's namespaces")
+        net = network.connect(holder.pid)
+        state.slot, state.link_index = net.slot, network.link_index(net)
+        node = self.node(state)
+        self.pki.create(self._identities((net.host_ip, net.kubernetes_ip), node))
+        state.server = f"https://{net.host_ip}:{free_port()}"
+        self.pki.write_kubeconfig(self.kubeconfig, state.server, "admin")
+        self._save(state)
+        environment = self._start_runtime(state, node, binaries, cgroup, image_reference(images, "pause"))
+        importing = concurrent.futures.ThreadPoolExecutor(1).submit(self._import_images, node, binaries, images)
+        self._control_plane(state, binaries, node)
+        importing.result()  # before the kubelet starts: no pod may ask for an image that is not there yet
+        for name, command in node.commands(binaries["containerd"], binaries["kubernetes-node"]).items():
+            if name != "containerd":
+                self._spawn(state, name, command, env=environment, before_exec=cgroup.join)
+        self._install_crds()
+        self.apply(addons.standin_rbac() + addons.coredns(image_reference(images, "coredns"), net.dns_ip))
+        self._spawn(state, "kubedb-standin", [
+            sys.executable, "-m", "localcluster.standin", f"--server={state.server}", f"--ca={self.pki.ca}",
+            f"--cert={self.pki.cert('kubedb-standin')}", f"--key={self.pki.key('kubedb-standin')}",
+            f"--image={image_reference(images, 'postgresql')}",
+        ], env={**os.environ, "PYTHONPATH": str(ROOT / "scripts")})
+        self._wait(lambda: self._ready_nodes() == 1, "the node")
+        self._wait(lambda: self._deployment_available("kube-system", addons.COREDNS_NAME), "CoreDNS")
+
+    def _start_runtime(self, state: ClusterState, node: Node, binaries: dict[str, Path], cgroup: cgroups.NodeCgroup,
+                       sandbox_image: str) -> dict[str, str]:
+        """The node's configuration and containerd; returns the environment of the node's daemons."""
+        node.write_configs(self.pki, state.server, binaries["runc"], sandbox_image)
+        path = f"{binaries['containerd']}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        environment = {"PATH": path, "HOME": str(self.dir / "node")}
+        command = node.commands(binaries["containerd"], binaries["kubernetes-node"])["containerd"]
+        self._spawn(state, "containerd", command, env=environment, before_exec=cgroup.join)
+        self._wait(lambda: node.run(str(binaries["containerd"] / "ctr"), f"--address={CONTAINERD_SOCKET}", "version",
+                                    check=False).returncode == 0, "containerd")
+        return environment
+
+    @staticmethod
+    def _import_images(node: Node, binaries: dict[str, Path], images: dict[str, str]) -> None:
+        began = time.monotonic()
+        for reference, archive in images.items():
+            node.import_image(binaries["containerd"] / "ctr", Path(archive), reference.rsplit(":", 1)[0])
+        log(f"{len(images)} images imported in {time.monotonic() - began:.1f}s")
+
+    def _install_crds(self) -> None:
+        self.kubectl("apply", "--server-side", "-f", str(CRDS / "kubedb.com_postgreses.yaml"))
+        self._wait(self._crds_established, "the CRDs")
 
     def _wait(self, ready, what: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -278,46 +372,113 @@ class LocalCluster:
             if ready():
                 return
             state = self.state()
-            dead = [name for name, pid in state.pids.items() if not _alive(pid)] if state else []
+            dead = [name for name in (state.processes if state else {})
+                    if not processes.is_running(state.process(name))]
             if dead:
                 raise SystemExit(f"{', '.join(dead)} exited; see {self.dir / 'logs'}")
             time.sleep(0.5)
         raise SystemExit(f"{what} not ready after {READY_TIMEOUT}s; see {self.dir / 'logs'}")
 
-    def _add_nodes(self) -> None:
-        nodes = [{
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "annotations": {FAKE_NODE_ANNOTATION: "fake"},
-                         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                    "kubernetes.io/arch": "amd64", "type": "kwok"}},
-            "status": {"allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
-                       "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"}},
-        } for name in NODES]
-        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(nodes))
+    def _items(self, *args: str) -> list[dict]:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)["items"]
 
     def _crds_established(self) -> bool:
-        crds = json.loads(self.kubectl("get", "customresourcedefinitions", "-o", "json").stdout)["items"]
-        return all(_condition_true(crd, "Established") for crd in crds)
+        return all(_condition_true(crd, "Established") for crd in self._items("customresourcedefinitions"))
 
-    def _nodes_ready(self) -> bool:
-        nodes = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-        return sum(_condition_true(node, "Ready") for node in nodes) == len(NODES)
+    def _ready_nodes(self) -> int:
+        return sum(_condition_true(node, "Ready") for node in self._items("nodes"))
 
-    def _stop_processes(self) -> None:
-        state = self.state()
-        if state:
-            # Reverse start order, so nothing logs errors about what stopped before it.
-            for pid in reversed(list(state.pids.values())):
-                _terminate(pid)
+    def _deployment_available(self, namespace: str, name: str) -> bool:
+        deployment = json.loads(self.kubectl("get", "deployment", name, "-n", namespace, "-o", "json").stdout)
+        return _condition_true(deployment, "Available")
+
+    # --- stop -------------------------------------------------------------------------------------------
+
+    def _stop_processes(self, state: ClusterState) -> None:
+        """The node first (its daemons, then whatever is left in its cgroup: containers, shims, the namespaces'
+        holder), then the control plane in reverse start order; only processes that are still the recorded ones."""
+        node_daemons = ("kubedb-standin", "kube-proxy", "kubelet", "containerd")
+        processes.terminate([state.process(name) for name in node_daemons if name in state.processes])
+        if state.cgroup:
+            cgroup = cgroups.NodeCgroup(state.cgroup)
+            cgroup.kill_all()
+            cgroup.remove()
+        if state.slot:
+            network.disconnect(network.NodeNetwork(state.slot), state.link_index)
+        control_plane = [name for name in state.processes if name not in node_daemons]
+        processes.terminate([state.process(name) for name in control_plane if name != "etcd"])
+        processes.terminate([state.process("etcd")] if "etcd" in state.processes else [])
 
     def stop(self, quiet: bool = False) -> None:
-        self._stop_processes()
-        if self.dir.exists():
-            subprocess.run(["rm", "-rf", str(self.dir)], check=True)
+        state = self.state()
+        if state is None:
             if not quiet:
-                log("stopped")
-        elif not quiet:
-            log("not running")
+                log(f"not running (no {STATE_FILE} in {self.dir}; nothing there is touched)")
+            return
+        self._stop_processes(state)
+        mounted = [point for point in mount_points() if point == self.dir or self.dir in point.parents]
+        if mounted:
+            raise SystemExit(f"stopped, but {self.dir} is not removed: still mounted there: {mounted}")
+        subprocess.run(["rm", "-rf", "--one-file-system", str(self.dir)], check=True)
+        if not quiet:
+            log("stopped")
+
+    def psql_command(self, outputs: dict) -> str:
+        """The command that connects from this machine to Pgpool-II's Service (its ClusterIP, routed to the
+        node), over TLS, as the application user whose Secret the stack's outputs name."""
+        namespace, secret = outputs["namespace"], outputs["credentialsSecret"]
+        service = outputs["pgpoolHost"].split(".", 1)[0]
+        address = self.kubectl("get", "service", service, "--namespace", namespace, "--output",
+                               "jsonpath={.spec.clusterIP}").stdout
+        user = base64.b64decode(self.kubectl("get", "secret", secret, "--namespace", namespace, "--output",
+                                             "jsonpath={.data.username}").stdout).decode()
+        kubectl = f"kubectl --kubeconfig {shlex.quote(str(self.kubeconfig))} --namespace {namespace}"
+        password = f"{kubectl} get secret {secret} --output 'jsonpath={{.data.password}}' | base64 -d"
+        return (f'PGPASSWORD="$({password})" psql "host={address} port={outputs["pgpoolPort"]} dbname={user} '
+                f'user={user} sslmode=require"')
+
+    def describe(self) -> str:
+        state = self.state()
+        if state is None or not self.running():
+            return "not running"
+        description = f"running, {state.nodes} nodes; kubeconfig {self.kubeconfig}"
+        node = self.node(state)
+        if node:
+            description += (f"; node {node.network.node_ip} in network namespace of pid {node.holder_pid}, "
+                            f"Services {node.network.service_cidr} routed through {node.network.host_link}")
+        return description
+
+
+def check_real_node_host() -> None:
+    """What a real node needs of the host, said before anything is installed, built or started (the Debian
+    packages it needs, scripts/install_test_packages.sh installs)."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("root (network namespaces, mounts, cgroups, iptables)")
+    if not cgroups.version1_available():
+        problems.append("cgroup v1 hierarchies under /sys/fs/cgroup")
+    if problems:
+        raise SystemExit("a real node needs " + "; ".join(problems) + " (or start with --nodes kwok)")
+
+
+def image_reference(images: dict[str, str], name: str) -> str:
+    """The imported image localhost/pgpool-k8s/NAME:<its version>."""
+    return next(reference for reference in images if reference.rsplit(":", 1)[0] == f"{IMAGE_PREFIX}/{name}")
+
+
+def mount_points() -> list[Path]:
+    return [Path(line.split()[4]) for line in cgroups.MOUNTINFO.read_text().splitlines()]
+
+
+def kwok_nodes() -> list[dict]:
+    return [{
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "annotations": {FAKE_NODE_ANNOTATION: "fake"},
+                     "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                "kubernetes.io/arch": "amd64", "type": "kwok"}},
+        "status": {"allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
+                   "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"}},
+    } for name in KWOK_NODES]
 
 
 def _condition_true(obj: dict, condition: str) -> bool:
@@ -325,49 +486,22 @@ def _condition_true(obj: dict, condition: str) -> bool:
                for c in (obj.get("status") or {}).get("conditions") or [])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie left by a parent that has not reaped it is not running.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
-def _terminate(pid: int, grace: float = 10.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
-    if _alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("start", "stop", "status"))
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--nodes", choices=("real", "kwok"), default="real",
+                        help="start: one real node (default) or three simulated ones")
     args = parser.parse_args(argv)
     cluster = LocalCluster(args.dir.resolve())
     if args.command == "start":
-        cluster.start()
+        cluster.start(args.nodes)
     elif args.command == "stop":
         cluster.stop()
     else:
-        running = cluster.running()
-        print(f"{'running' if running else 'not running'}" + (f"; kubeconfig {cluster.kubeconfig}" if running else ""))
-        return 0 if running else 3
+        description = cluster.describe()
+        print(description)
+        return 0 if description.startswith("running") else 3
     return 0
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -42,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cluster import LocalCluster  # noqa: E402
-from components.settings import ClusterTarget, cluster_target  # noqa: E402
+from components.settings import ClusterTarget, StackSettings, cluster_target  # noqa: E402
+from pod_watch import PodWatch  # noqa: E402
 
 POLICIES = ROOT / "policies"
 SUMMARY_KINDS = "deployments,replicasets,pods,services,endpointslices,configmaps,secrets,poddisruptionbudgets," \
@@ -138,11 +140,21 @@ class Engine:
         self.stack = (auto.Stack.create_or_select if create else auto.Stack.select)(stack_name, workspace)
 
     @functools.cached_property
+    def raw_config(self) -> dict[str, str]:
+        """The stack's own config values, by key without the project's prefix."""
+        prefix = f"{self.name}:"
+        return {key.removeprefix(prefix): entry.value
+                for key, entry in self.stack.get_all_config().items() if key.startswith(prefix)}
+
+    @functools.cached_property
     def target(self) -> ClusterTarget:
         """Where the stack's manifests go, read from its config as the program reads it."""
-        prefix = f"{self.name}:"
-        return cluster_target({key.removeprefix(prefix): entry.value
-                               for key, entry in self.stack.get_all_config().items() if key.startswith(prefix)})
+        return cluster_target(self.raw_config)
+
+    @property
+    def namespace(self) -> str:
+        return self.raw_config.get("namespace") or {f.name: f.default for f in dataclasses.fields(StackSettings)}[
+            "namespace"]
 
     def local_cluster(self) -> LocalCluster | None:
         """The local cluster, when the stack's kubeconfig is the one it writes."""
@@ -198,11 +210,32 @@ class Engine:
                 raise EngineFailed(initialise.returncode)
         # Preview first: the engine stops on mandatory violations here, before any write.
         self.preview()
-        self.run("up", self.stack.up, **self.policy_options)
+        if self.target.renders:
+            self.run("up", self.stack.up, **self.policy_options)
+        else:
+            self.update_cluster()
         outputs = self.stack.outputs()
         self.print_outputs(outputs)
         if not self.target.renders:
             self.print_cluster_summary(outputs["namespace"].value)
+            cluster = self.local_cluster()
+            if cluster and cluster.node():
+                values = {key: output.value for key, output in outputs.items() if not output.secret}
+                print(f"\nConnect through Pgpool-II's Service:\n  {cluster.psql_command(values)}")
+
+    def update_cluster(self) -> None:
+        """`up` on a cluster, stopped early (and saying why) when a pod of the stack cannot start."""
+        with PodWatch(self.kubectl, self.namespace) as watch:
+            try:
+                self.run("up", self.stack.up, **self.policy_options)
+            except EngineFailed:
+                if watch.findings:
+                    # The cancelled update had changed the cluster; the state must say so, or the next `up`
+                    # would see no difference to undo.
+                    self.run("refresh (the update was stopped)", self.stack.refresh)
+                    for finding in watch.findings:
+                        print(finding, file=sys.stderr)
+                raise
 
     def refresh(self) -> None:
         if not self.target.renders:

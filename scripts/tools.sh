@@ -8,6 +8,11 @@
 #   scripts/tools.sh etcd                        etcd v3.7.3
 #   scripts/tools.sh kwok                        kwok v0.8.0 (simulated nodes and pods)
 #   scripts/tools.sh promtool                    promtool of Prometheus v3.5.0 (Go module v0.305.0)
+#   scripts/tools.sh prometheus                  the Prometheus v3.5.0 server, built with promtool
+#   scripts/tools.sh kubernetes-node             kubelet and kube-proxy v1.37.2 (prints their directory)
+#   scripts/tools.sh containerd                  containerd, its runc shim and ctr v2.4.2 (prints their directory)
+#   scripts/tools.sh runc                        runc v1.5.3 (cgo, with seccomp: needs libseccomp-dev)
+#   scripts/tools.sh coredns                     CoreDNS v1.15.0
 #   scripts/tools.sh pgpool2_exporter            pgpool2_exporter v1.2.2 (from ../shared/vendor; exits 3 without it)
 # Tools whose upstream go.mod has replace lines are built from a wrapper module in scripts/tools/NAME,
 # whose committed go.mod and go.sum decide every dependency version (-mod=readonly).
@@ -92,13 +97,23 @@ build_pulumi_resource_kubernetes() {
 kubernetes_version=v1.37.2
 
 # The version ldflags of upstream's build (hack/lib/version.sh); without them clients see v0.0.0.
-build_kubernetes() {
+kubernetes_ldflags() {
     local minor="${kubernetes_version#v1.}"
-    go_build "$scripts_dir/tools/kubernetes" -o "$bin_dir/" -ldflags "-X k8s.io/component-base/version.gitVersion=$kubernetes_version \
-        -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor%%.*} \
-        -X k8s.io/component-base/version.gitTreeState=clean" \
+    echo "-X k8s.io/component-base/version.gitVersion=$kubernetes_version -X k8s.io/component-base/version.gitMajor=1 \
+        -X k8s.io/component-base/version.gitMinor=${minor%%.*} -X k8s.io/component-base/version.gitTreeState=clean"
+}
+
+build_kubernetes() {
+    go_build "$scripts_dir/tools/kubernetes" -o "$bin_dir/" -ldflags "$(kubernetes_ldflags)" \
         k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
         k8s.io/kubernetes/cmd/kube-scheduler
+}
+
+# The node's binaries, from the same release. Upstream links kubelet with cgo; nothing the local node uses
+# needs it, and a static build shares Go's build cache with the control plane's.
+build_kubernetes_node() {
+    go_build "$scripts_dir/tools/kubernetes-node" -o "$bin_dir/" -ldflags "$(kubernetes_ldflags)" \
+        k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
 }
 
 etcd_version=v3.7.3
@@ -127,13 +142,14 @@ build_kwok() {
 promtool_prometheus_version=3.5.0
 promtool_module_version=v0.305.0
 
-# Service discovery (kubernetes_sd_configs included) is compiled in through promtool's import of
-# prometheus/plugins; no build tag selects it. Upstream's other tag, builtinassets, only concerns the
-# web UI, which promtool does not link.
+# promtool and the server of the local cluster's Prometheus image, in one build. Service discovery
+# (kubernetes_sd_configs included) is compiled in through the import of prometheus/plugins; no build tag
+# selects it. Upstream's other tag, builtinassets, embeds the web UI's compiled assets, which the module
+# does not carry: the server answers its HTTP API and health endpoints, not the UI's pages.
 build_promtool() {
     go_build "$scripts_dir/tools/promtool" -tags netgo \
         -ldflags "-X github.com/prometheus/common/version.Version=$promtool_prometheus_version" \
-        -o "$bin_dir/promtool" github.com/prometheus/prometheus/cmd/promtool
+        -o "$bin_dir/" github.com/prometheus/prometheus/cmd/promtool github.com/prometheus/prometheus/cmd/prometheus
 }
 
 pgpool2_exporter_version=v1.2.2
@@ -172,6 +188,31 @@ build_pgpool2_exporter() {
     rm -rf "$build_dir"
 }
 
+containerd_version=v2.4.2
+
+# Kubernetes v1.37 supports containerd 2.3 and 2.4 only (containerd's RELEASES.md). The tags and the
+# CGO setting of containerd's own Makefile; no_btrfs leaves out the one snapshotter that needs cgo.
+build_containerd() {
+    local module=github.com/containerd/containerd/v2
+    CGO_ENABLED=0 GOBIN="$bin_dir" go install -p 2 -trimpath -tags "urfave_cli_no_docs no_btrfs" \
+        -ldflags "-X $module/version.Version=$containerd_version -X $module/version.Package=$module" \
+        "$module/cmd/containerd@$containerd_version" "$module/cmd/ctr@$containerd_version" \
+        "$module/cmd/containerd-shim-runc-v2@$containerd_version"
+}
+
+runc_version=v1.5.3
+
+# Linked with libseccomp (the seccomp tag, as upstream's release), so RuntimeDefault profiles apply.
+build_runc() {
+    CGO_ENABLED=1 GOBIN="$bin_dir" go install -p 2 -trimpath -tags seccomp "github.com/opencontainers/runc@$runc_version"
+}
+
+coredns_version=v1.15.0
+
+build_coredns() {
+    CGO_ENABLED=0 GOBIN="$bin_dir" go install -p 2 -trimpath "github.com/coredns/coredns@$coredns_version"
+}
+
 case "${1:-}" in
     pulumi) build_once pulumi "$(wrapper_stamp pulumi "$pulumi_version")" build_pulumi ;;
     pulumi-resource-kubernetes)
@@ -181,13 +222,22 @@ case "${1:-}" in
     kubernetes) build_once kubernetes "$(wrapper_stamp kubernetes "$kubernetes_version")" build_kubernetes "" ;;
     etcd) build_once etcd "$(wrapper_stamp etcd "$etcd_version")" build_etcd ;;
     kwok) build_once kwok "$kwok_version with stages" build_kwok ;;
-    promtool) build_once promtool "$(wrapper_stamp promtool "$promtool_module_version")" build_promtool ;;
+    promtool | prometheus)
+        build_once promtool "$(wrapper_stamp promtool "$promtool_module_version")" build_promtool "$1"
+        ;;
+    kubernetes-node)
+        build_once kubernetes-node "$(wrapper_stamp kubernetes-node "$kubernetes_version")" build_kubernetes_node ""
+        ;;
+    containerd) build_once containerd "$containerd_version" build_containerd "" ;;
+    runc) build_once runc "$runc_version" build_runc ;;
+    coredns) build_once coredns "$coredns_version" build_coredns ;;
     pgpool2_exporter)
         stamp="$(pgpool2_exporter_stamp)" || exit
         build_once pgpool2_exporter "$stamp" build_pgpool2_exporter
         ;;
     *)
-        echo "usage: $0 pulumi|pulumi-resource-kubernetes|kubernetes|etcd|kwok|promtool|pgpool2_exporter" >&2
+        echo "usage: $0 pulumi|pulumi-resource-kubernetes|kubernetes|kubernetes-node|etcd|kwok|promtool|prometheus|" \
+             "containerd|runc|coredns|pgpool2_exporter" >&2
         exit 2
         ;;
 esac

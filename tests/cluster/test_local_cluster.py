@@ -2,6 +2,10 @@
 the Deployments awaited by the provider, Pod Security "restricted" enforced, RBAC as narrow as discovery
 needs, a Pgpool-II config change rolled in place, destroy leaving nothing running.
 
+The cluster's nodes are kwok's simulated ones, started before `up` (which then finds the cluster running):
+what the API server admits, the scheduler places and the provider awaits, in seconds and without an image.
+tests/e2e runs the same stack on the real node.
+
 The tests of this module share one cluster and one stack and run in order, as a user's commands would.
 """
 
@@ -51,6 +55,8 @@ class Cluster:
 def project(tmp_path_factory):
     base = tmp_path_factory.mktemp("cluster")
     project = EngineProject(base / "project", base / "state")
+    started = Cluster(project).script("start", "--nodes", "kwok")
+    assert started.returncode == 0, started.stderr
     yield project
     Cluster(project).script("stop")  # whatever happened, nothing keeps running
 
@@ -175,10 +181,10 @@ def test_destroy_leaves_nothing_of_the_stack_and_stop_leaves_nothing_running(pro
                            "--selector", "app.kubernetes.io/part-of=pgpool-k8s", "--output", "name")
     assert left.returncode == 0 and left.stdout == "", left.stdout
 
-    pids = json.loads((project.dir / ".state" / "cluster" / "cluster.json").read_text())["pids"]
-    assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+    saved = json.loads((project.dir / ".state" / "cluster" / "cluster.json").read_text())["processes"]
+    assert set(saved) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
     stopped = cluster.script("stop")
     assert stopped.returncode == 0, stopped.stderr
-    assert not [name for name, pid in pids.items() if running(pid)]
+    assert not [name for name, record in saved.items() if running(record["pid"])]
     assert cluster.script("status").returncode == 3
     assert not (project.dir / ".state" / "cluster").exists()
