@@ -90,6 +90,7 @@ def rotation_script(superuser_dir: str, rotation_dir: str) -> str:
         "  fi",
         "done",
         'echo "PostgreSQL at $PGHOST refuses the password of $PGUSER in its Secret, and the previous one '
-        '(dbPasswordPrevious) when set: set dbPasswordPrevious to the password PostgreSQL still has" >&2',
+        '(dbPasswordPrevious) when set: store the password PostgreSQL still has, encrypted, with '
+        '\\`pulumi config set --secret dbPasswordPrevious\\` (value on stdin), then pulumi up again" >&2',
         "exit 1",
     ]) + "\n"

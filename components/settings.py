@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterator, Mapping
 
 from components.config_schema import (  # PROJECT and SettingsError: the settings layer's, for its callers
     PROJECT,
@@ -439,14 +439,24 @@ SECRET_KEYS = ("dbPassword", "dbPasswordPrevious", "poolKey", "pcpPassword", "mo
 """Secret config keys (components/stack_secrets.py reads them); userPasswords is an object user -> password."""
 
 
-def unknown_keys(raw: Mapping[str, Any]) -> list[str]:
-    """Problems for config keys that nothing reads: usually a typo, silently ignored otherwise."""
+SECRET_LOOKING = re.compile(r"pass|secret|token|key|cert|pem", re.IGNORECASE)
+"""Key names whose values may be secrets, whatever the key is."""
+
+
+def unknown_keys(raw: Mapping[str, Any], secret_keys: Collection[str] = ()) -> list[str]:
+    """Problems for config keys that nothing reads: usually a typo, silently ignored otherwise.
+
+    The value is shown only for a plain entry that neither looks like nor resembles a secret: a
+    mistyped secret key (dbpassword, tlskey) holds a password or a private key, encrypted or not."""
     known = setting_keys() | set(SECRET_KEYS)
     problems = []
     for key in sorted(set(raw) - known):
         close = difflib.get_close_matches(key, sorted(known), n=1)
         fix = f"did you mean {close[0]}?" if close else "remove it (see the README's configuration reference)"
-        problems.append(problem(key, raw[key], f"unknown setting; {fix}"))
+        if key in secret_keys or SECRET_LOOKING.search(key) or (close and close[0] in SECRET_KEYS):
+            problems.append(f"{PROJECT}:{key} (value not shown): unknown setting; {fix}")
+        else:
+            problems.append(problem(key, raw[key], f"unknown setting; {fix}"))
     return problems
 
 

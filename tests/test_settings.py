@@ -195,6 +195,17 @@ def test_typos_are_caught_with_a_suggestion():
         "pgpool-k8s:numInitChilden = '3': unknown setting; did you mean numInitChildren?"]
 
 
+@pytest.mark.parametrize("key, value", [
+    ("dbpassword", "Typed-Secret-1"),  # a secret stored under a mistyped key
+    ("tlskey", "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----\n"),
+])
+def test_a_mistyped_secret_key_is_named_and_its_value_never_shown(key: str, value: str):
+    for secret_keys in ({key}, set()):  # stored encrypted, or by mistake in plain text
+        [problem] = unknown_keys({key: value}, secret_keys)
+        assert problem.startswith(f"pgpool-k8s:{key} (value not shown): unknown setting; did you mean ")
+        assert "MIGHAgEAMBMG" not in problem and "Typed-Secret-1" not in problem
+
+
 def secrets_for(settings, **overrides):
     values = {"poolKey": "k" * 40, "dbPassword": "db", "pcpPassword": "pcp", "monitorPassword": "mon",
               "userPasswords": {u: f"pw-{u}" for u in settings.app_users},
