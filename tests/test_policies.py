@@ -553,6 +553,12 @@ def load_balancer(r):
     props_of(r, "Service", "pgpool")["spec"]["type"] = "LoadBalancer"
 
 
+@case("pgpool-no-load-balancer", "env", 'Service "pgpool": type NodePort exposes Deployment "pgpool"',
+      "on every node's address", "allowNodePort: true")
+def node_port(r):
+    props_of(r, "Service", "pgpool")["spec"]["type"] = "NodePort"
+
+
 @case("pgpool-exporter-sidecar", "configmap", 'Deployment "pgpool": the Pgpool-II pod has no pgpool/pgpool2_exporter')
 def no_exporter(r):
     pod = props_of(r, "Deployment", "pgpool")["spec"]["template"]["spec"]
@@ -726,6 +732,58 @@ def test_load_balancer_allowed_by_config_and_other_services_unaffected() -> None
     resources.append(k8s("kubernetes:core/v1:Service", "prometheus", spec={
         "type": "LoadBalancer", "selector": {"app": "prometheus"}, "ports": [{"port": 9090}]}))
     assert messages(resources, "pgpool-no-load-balancer") == []
+
+
+def test_node_port_allowed_by_its_own_config() -> None:
+    resources = stack()
+    props_of(resources, "Service", "pgpool")["spec"]["type"] = "NodePort"
+    assert messages(resources, "pgpool-no-load-balancer", config={"pgpool-no-load-balancer": {"allowLoadBalancer": True}})
+    assert messages(resources, "pgpool-no-load-balancer", config={"pgpool-no-load-balancer": {"allowNodePort": True}}) == []
+
+
+RENAMED_IMAGES = ("registry.example.com/mirror/pgpool:4.5.4", "acme/pg-pooler:4.5.4",
+                  "localhost/pgpool-k8s/pgpool:4.7.2")
+"""A mirror, a renamed fork, and the local node's image: none is named .../pgpool/pgpool."""
+
+
+def direct_command(r):
+    pgpool = container(r, "pgpool")
+    pgpool["command"] = ["/opt/pgpool-II/bin/pgpool", "-n", "-f", "/etc/pgpool/pgpool.conf"]
+    pgpool["volumeMounts"][0] = {"name": "config", "mountPath": "/etc/pgpool"}
+
+
+@pytest.mark.parametrize("image", RENAMED_IMAGES)
+@pytest.mark.parametrize("mode", ["configmap", "env", "command"])
+def test_pgpool_is_recognised_by_what_it_runs_not_by_its_image_name(image: str, mode: str) -> None:
+    """Production without TLS, a root container and a missing limit are caught whatever the image is called."""
+    resources = stack("env" if mode == "env" else "configmap")
+    if mode == "command":
+        direct_command(resources)
+    container(resources, "pgpool")["image"] = image
+    pod = props_of(resources, "Deployment", "pgpool")["spec"]["template"]["spec"]
+    pod["containers"].append(pod["containers"].pop(0))  # not the first container either
+    assert evaluate(resources) == []
+
+    if mode == "env":
+        set_env(resources, SSL="off")
+    else:
+        set_conf(resources, ssl="off")
+    container(resources, "pgpool")["volumeMounts"] = [m for m in container(resources, "pgpool")["volumeMounts"]
+                                                      if m["name"] != "tls"]
+    container(resources, "pgpool")["securityContext"]["runAsUser"] = 0
+    del container(resources, "pgpool")["resources"]["limits"]
+    found = {v.policy for v in evaluate(resources, stack_tags={"environment": "production"})}
+    assert {"pgpool-ssl-in-production", "pgpool-pod-security-context", "pgpool-pod-resources"} <= found, found
+
+
+def test_pgpool_is_recognised_by_its_labels_when_nothing_else_shows() -> None:
+    resources = stack("configmap")
+    pgpool = container(resources, "pgpool")
+    pgpool["image"] = "acme/pg-pooler:4.5.4"
+    pgpool["volumeMounts"] = [{"name": "config", "mountPath": "/config"}]
+    pgpool["env"] = []
+    pgpool["securityContext"]["runAsUser"] = 0
+    assert messages(resources, "pgpool-pod-security-context")
 
 
 def test_service_monitor_replaces_annotations() -> None:
