@@ -149,7 +149,8 @@ def stack(mode: str = "configmap") -> list[Resource]:
     resources = [
         k8s("kubernetes:kubedb.com/v1:Postgres", "pg", spec={
             "version": "16.4", "replicas": 3, "standbyMode": "Hot", "authSecret": {"name": "pg-auth"},
-            "configSecret": {"name": "pg-config"}}),
+            "configSecret": {"name": "pg-config"}, "deletionPolicy": "DoNotTerminate",
+            "tls": {"issuerRef": {"apiGroup": "cert-manager.io", "kind": "Issuer", "name": "pg-ca"}}}),
         k8s("kubernetes:core/v1:Secret", "pg-config",
             stringData={"user.conf": "max_connections = 200\nsuperuser_reserved_connections = 3\n"}),
         k8s("kubernetes:core/v1:Secret", "pg-auth", type="kubernetes.io/basic-auth",
@@ -164,6 +165,7 @@ def stack(mode: str = "configmap") -> list[Resource]:
                                       "prometheus.io/path": "/metrics"}},
             spec={"selector": dict(POD_LABELS), "ports": [{"name": "metrics", "port": 9719, "targetPort": "metrics"}]}),
         *prometheus_server(),
+        *network_policies(),
     ]
     if mode == "configmap":
         resources.append(k8s("kubernetes:core/v1:ConfigMap", "pgpool-config",
@@ -184,6 +186,26 @@ scrape_configs:
 EVERY_NAMESPACE_YML = PROMETHEUS_YML.split("    namespaces:")[0]
 
 
+def network_policy(name: str, pods: dict, *rules: tuple[dict, int | None]) -> Resource:
+    """An Ingress NetworkPolicy over `pods` (matchLabels), each rule admitting one peer on one port (None: all)."""
+    ingress = [{"from": [peer], **({"ports": [{"port": port, "protocol": "TCP"}]} if port else {})}
+               for peer, port in rules]
+    return k8s("kubernetes:networking.k8s.io/v1:NetworkPolicy", name, spec={
+        "podSelector": {"matchLabels": pods}, "policyTypes": ["Ingress"], "ingress": ingress})
+
+
+def network_policies() -> list[Resource]:
+    """Pgpool-II, the database's pods and Prometheus, each admitting only the pods that talk to it."""
+    prometheus = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    database = {"app.kubernetes.io/name": "postgreses.kubedb.com", "app.kubernetes.io/instance": "pg"}
+    return [
+        network_policy("pgpool", dict(POD_LABELS), ({"podSelector": {}}, 9999), (prometheus, 9719)),
+        network_policy("pg", database, ({"podSelector": {"matchLabels": dict(POD_LABELS)}}, 5432),
+                       ({"podSelector": {"matchLabels": database}}, None), (prometheus, 56790)),
+        network_policy("prometheus", {"app.kubernetes.io/name": "prometheus"}, ({"podSelector": {}}, 9090)),
+    ]
+
+
 def prometheus_server() -> list[Resource]:
     """Prometheus discovering in its own namespace, with a Role and RoleBinding there."""
     return [
@@ -196,7 +218,8 @@ def prometheus_server() -> list[Resource]:
             roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "prometheus"},
             subjects=[{"kind": "ServiceAccount", "name": "prometheus", "namespace": NAMESPACE}]),
         k8s("kubernetes:core/v1:ConfigMap", "prometheus-config-5a1b", data={"prometheus.yml": PROMETHEUS_YML}),
-        k8s("kubernetes:apps/v1:Deployment", "prometheus", spec={"template": {"spec": {
+        k8s("kubernetes:apps/v1:Deployment", "prometheus", spec={"template": {
+            "metadata": {"labels": {"app.kubernetes.io/name": "prometheus"}}, "spec": {
             "serviceAccountName": "prometheus",
             "containers": [{"name": "prometheus", "image": "quay.io/prometheus/prometheus:v3.5.0"}],
             "volumes": [{"name": "config", "configMap": {"name": "prometheus-config-5a1b"}}]}}}),
@@ -557,6 +580,33 @@ def load_balancer(r):
       "on every node's address", "allowNodePort: true")
 def node_port(r):
     props_of(r, "Service", "pgpool")["spec"]["type"] = "NodePort"
+
+
+def in_production(r):
+    props_of(r, "Postgres", "pg")["metadata"]["labels"] = {"environment": "production"}
+
+
+@case("network-policies-in-production", "configmap",
+      "Postgres \"pg\"'s pods (PostgreSQL): no NetworkPolicy selects it, so every pod of the cluster reaches it",
+      'Deployment "prometheus" (Prometheus): NetworkPolicy "prometheus" admits every pod of every namespace')
+def production_without_isolation(r):
+    in_production(r)
+    r.remove(next(x for x in r if x[0].endswith(":NetworkPolicy") and x[1] == "pg"))
+    props_of(r, "NetworkPolicy", "prometheus")["spec"]["ingress"] = [{"ports": [{"port": 9090}]}]
+
+
+@case("kubedb-deletion-keeps-data", "env", "Postgres \"pg\": deletionPolicy 'Delete' deletes the database's volumes",
+      "use DoNotTerminate")
+def production_deleting_data(r):
+    in_production(r)
+    del props_of(r, "Postgres", "pg")["spec"]["deletionPolicy"]  # KubeDB's default: Delete
+
+
+@case("kubedb-postgres-tls", "configmap", 'Postgres "pg": no spec.tls, so Pgpool-II and every other client reach '
+      "PostgreSQL in clear text")
+def production_without_backend_tls(r):
+    in_production(r)
+    del props_of(r, "Postgres", "pg")["spec"]["tls"]
 
 
 @case("pgpool-exporter-sidecar", "configmap", 'Deployment "pgpool": the Pgpool-II pod has no pgpool/pgpool2_exporter')
