@@ -79,6 +79,8 @@ class Step:
     type: str
     new: ObjectRef | None
     old: ObjectRef | None
+    inputs: dict
+    """The new state's inputs (the object's manifest), empty when the step deletes."""
 
 
 def planned_steps(events: Iterable[dict]) -> list[Step]:
@@ -89,7 +91,8 @@ def planned_steps(events: Iterable[dict]) -> list[Step]:
         if metadata:
             steps.append(Step(metadata["op"], metadata["urn"], metadata["type"],
                               ObjectRef.of(metadata["type"], metadata.get("new")),
-                              ObjectRef.of(metadata["type"], metadata.get("old"))))
+                              ObjectRef.of(metadata["type"], metadata.get("old")),
+                              (metadata.get("new") or {}).get("inputs") or {}))
     return steps
 
 
@@ -179,6 +182,27 @@ def data_losses(steps: list[Step], allowed: bool) -> list[str]:
     return problems
 
 
+def missing_issuers(steps: list[Step], kubectl: Kubectl) -> list[str]:
+    """Problems for a Postgres whose spec.tls names a cert-manager issuer the cluster does not have: KubeDB
+    would wait for certificates forever, and so would Pgpool-II's pods for the CA they mount."""
+    problems = []
+    for step in steps:
+        issuer = ((step.inputs.get("spec") or {}).get("tls") or {}).get("issuerRef") or {}
+        if DATA_TYPES.get(step.type) != "database" or step.new is None or not isinstance(issuer.get("name"), str):
+            continue
+        kind = issuer.get("kind", "Issuer")
+        scope = ["--namespace", step.new.namespace] if kind == "Issuer" else []
+        found = kubectl("get", f"{kind}.cert-manager.io", issuer["name"], *scope, "--output", "name")
+        if found.returncode != 0:
+            why = ("cert-manager is not installed (no such resource type)" if "doesn't have a resource type"
+                   in found.stderr else f"it is not there: {found.stderr.strip()}")
+            where = f" in namespace {step.new.namespace}" if kind == "Issuer" else ""
+            problems.append(f"{step.new} names the cert-manager {kind} {issuer['name']!r}{where} for its TLS "
+                            f"certificates (postgresTlsIssuer), but {why}: install cert-manager and create the "
+                            "issuer first, or leave postgresTlsIssuer empty")
+    return problems
+
+
 def check_plan(events: list[dict], deployment: dict, kubectl: Kubectl | None, stack: str,
                allow_database_replacement: bool) -> None:
     """Raise PreflightError with every problem of the previewed plan; kubectl None when the stack renders."""
@@ -187,6 +211,7 @@ def check_plan(events: list[dict], deployment: dict, kubectl: Kubectl | None, st
     if kubectl is not None:
         creates = {step.new for step in steps if step.op in CREATES and step.new is not None}
         problems += takeovers(steps, state_objects(deployment), live_objects(kubectl, creates), stack)
+        problems += missing_issuers(steps, kubectl)
     if problems:
         raise PreflightError(problems)
 

@@ -102,3 +102,25 @@ def test_destroy_refuses_an_object_made_again_by_someone_else():
         preflight.check_destroy(recorded, kubectl_with(("Secret", "pgpool-dev", "pg-auth", "theirs")))
     assert "Secret pgpool-dev/pg-auth in the cluster is not the one the stack created" in refused.value.problems[0]
     assert f"pulumi state delete '{urn}'" in refused.value.problems[0]
+
+
+def test_a_tls_issuer_the_cluster_lacks_is_refused_before_anything_waits_for_it():
+    postgres = state("pg")
+    postgres["inputs"]["spec"] = {"tls": {"issuerRef": {"apiGroup": "cert-manager.io", "kind": "Issuer", "name": "pg-ca"}}}
+    events = [step("create", POSTGRES, URN + "kubernetes:kubedb.com/v1:Postgres::pg", new=postgres)]
+    answers = {"Issuer.cert-manager.io": (1, "error: the server doesn't have a resource type \"Issuer\"")}
+
+    def kubectl(*args: str) -> subprocess.CompletedProcess:
+        if args[1] in answers:
+            code, err = answers[args[1]]
+            return subprocess.CompletedProcess(args, code, "" if code else "issuer.cert-manager.io/pg-ca\n", err)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    with pytest.raises(preflight.PreflightError) as refused:
+        preflight.check_plan(events, {"resources": []}, kubectl, "dev", False)
+    assert refused.value.problems == [
+        "Postgres pgpool-dev/pg names the cert-manager Issuer 'pg-ca' in namespace pgpool-dev for its TLS "
+        "certificates (postgresTlsIssuer), but cert-manager is not installed (no such resource type): install "
+        "cert-manager and create the issuer first, or leave postgresTlsIssuer empty"]
+    answers["Issuer.cert-manager.io"] = (0, "")
+    preflight.check_plan(events, {"resources": []}, kubectl, "dev", False)
