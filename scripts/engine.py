@@ -2,15 +2,18 @@
 """Runs a stack on the Pulumi engine: the project's own __main__.py, or another project's (--project).
 
     scripts/engine.py up|preview|refresh|destroy [--stack NAME] [--project DIR] [--policy-config FILE]
-                      [--events FILE] [--keep-cluster]
+                      [--events FILE] [--keep-cluster] [--allow-database-replacement]
 
 The program runs inline through Pulumi's Automation API: the CLI talks to this process, which runs the
 project's __main__.py, so the CLI needs no Python language host. Output streams as the engine prints it.
 
 `up` creates or selects the stack, generates its missing secrets (scripts/init_stack.py), previews with
 the policy pack and stops before anything is written when a mandatory policy is violated (the Automation
-API's up skips its own preview, so stack policies would otherwise run only after the writes), then
-updates with the pack and prints the outputs and the rendered files. `preview` runs the pack too.
+API's up skips its own preview, so stack policies would otherwise run only after the writes), or when the
+pre-flight (scripts/preflight.py) finds the plan taking over an object the stack did not create, or
+deleting its namespace or database without --allow-database-replacement; then updates with the pack and
+prints the outputs and the rendered files. `preview` runs the pack and the pre-flight too. `destroy` on a
+cluster first checks that every object it would delete is the one the stack created.
 A stack whose config names neither a kubeconfig nor a context renders its manifests to a directory;
 KUBECONFIG is then unset, so no cluster is ever touched. A stack whose kubeconfig is the local
 cluster's (scripts/cluster.py, the `local` stack) starts that cluster when needed, and `destroy` stops
