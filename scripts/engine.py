@@ -212,10 +212,11 @@ class Engine:
         """Stop before any write when the plan would take over an object the stack did not create, or
         delete its namespace or database (scripts/preflight.py)."""
         try:
-            preflight.check_plan(events, self.stack.export_stack().deployment, None if self.target.renders else self.kubectl,
-                                 self.stack_name, self.allow_database_replacement)
+            kubectl = None if self.target.renders else self.kubectl
+            preflight.check_plan(events, self.stack.export_stack().deployment, kubectl, self.stack_name,
+                                 self.allow_database_replacement)
         except preflight.PreflightError as refused:
-            print(f"\nThe plan is refused before anything is written:\n" +
+            print("\nThe plan is refused before anything is written:\n" +
                   "\n".join(f"  - {problem}" for problem in refused.problems), file=sys.stderr)
             raise EngineFailed(1) from None
 
