@@ -202,11 +202,13 @@ VERIFIED_DIGEST = "@sha256:" + "5" * 64
 
 
 def production_config() -> dict[str, str]:
-    """Stack config (as the CLI stores it) of a production stack: every image the defaults name, pinned by digest."""
+    """Stack config (as the CLI stores it) of a production stack: every image the defaults name, pinned by digest,
+    and a deletionPolicy that keeps the data."""
     s = load_settings({}, "dev")
     images = {"pgpoolImage": s.pgpool.image, "exporterImage": s.pgpool.exporter_image,
               "postgresClientImage": s.database.client_image, "prometheusImage": s.prometheus.image}
-    return {"production": "true", **{key: image + VERIFIED_DIGEST for key, image in images.items()}}
+    return {"production": "true", "deletionPolicy": "DoNotTerminate",
+            **{key: image + VERIFIED_DIGEST for key, image in images.items()}}
 
 
 @functools.lru_cache(maxsize=None)

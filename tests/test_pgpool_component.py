@@ -455,9 +455,9 @@ def admitted(run) -> dict[int, list]:
     return ports
 
 
-def test_network_policy_only_when_enabled(dev_run, stack_run):
-    assert dev_run.of_type("networking.k8s.io/v1:NetworkPolicy") == []
-    run = stack_run(networkPolicy="true")
+def test_network_policy_by_default_and_none_when_disabled(dev_run, stack_run):
+    assert stack_run(networkPolicy="false").of_type("networking.k8s.io/v1:NetworkPolicy") == []
+    run = dev_run
     spec = run.find("networking.k8s.io/v1:NetworkPolicy", "pgpool").props["spec"]
     assert spec["podSelector"]["matchLabels"] == deployment(run)["spec"]["selector"]["matchLabels"]
     assert spec["policyTypes"] == ["Ingress"]  # everything not admitted below is refused

@@ -79,7 +79,8 @@ BAD_INPUTS = [
     ({"prometheusStorage": "hostPath"}, "pgpool-k8s:prometheusStorage = 'hostPath': use one of emptyDir, pvc"),
     ({"passwordEncryption": "password"}, "pgpool-k8s:passwordEncryption = 'password': use one of scram-sha-256, md5"),
     ({"networkPolicyClientPodLabels": '["app"]'}, "each entry is a label selector pair key=value"),
-    ({"networkPolicyClientPodLabels": '["app=web"]'}, "client label selectors are set but networkPolicy is false"),
+    ({"networkPolicy": "false", "networkPolicyClientPodLabels": '["app=web"]'},
+     "client label selectors are set but networkPolicy is false"),
     ({"deletionPolicy": "Keep"}, "pgpool-k8s:deletionPolicy = 'Keep': use one of Delete, Halt, WipeOut, DoNotTerminate"),
     # Roles the operators own (README, "Database operators"): a stack user of that name would fight them.
     ({"operator": "cloudnativepg"}, "pgpool-k8s:users = 'app': cloudnativepg creates and manages the role 'app' "
@@ -113,6 +114,27 @@ BAD_INPUTS = [
      "pgpool-k8s:pgpoolTerminationGraceSeconds = 60: the grace period includes the preStop wait "
      "(pgpoolPreStopSeconds 60); use at least 65"),
     ({"pgpoolPreStopSeconds": "-1"}, "pgpool-k8s:pgpoolPreStopSeconds = '-1': use a number between 0 and 600"),
+    # Roles PostgreSQL reserves (tests/dataplane/test_security.py asks PostgreSQL about each).
+    ({"users": '["app", "pg_app"]'}, "pgpool-k8s:users = 'pg_app': PostgreSQL reserves role names starting with "
+     "'pg_' and the names none, public: it refuses to create or alter such a role"),
+    ({"monitorUser": "public"}, "pgpool-k8s:monitorUser = 'public': PostgreSQL reserves role names"),
+    ({"users": '["none"]'}, "pgpool-k8s:users = 'none': PostgreSQL reserves role names"),
+    ({"postgresSuperuser": "pg_admin"}, "pgpool-k8s:postgresSuperuser = 'pg_admin': PostgreSQL reserves role names"),
+    ({"users": '["template1"]'}, "pgpool-k8s:users = 'template1': every PostgreSQL cluster already has a database "
+     "'template1'"),
+    ({"pgpoolServiceType": "NodePort"}, "pgpool-k8s:pgpoolServiceType = 'NodePort': a NodePort opens Pgpool-II on "
+     "every node's address"),
+    ({"production": "true"}, "pgpool-k8s:deletionPolicy = 'Delete': a production database must keep its data"),
+    ({"production": "true", "deletionPolicy": "WipeOut"}, "pgpool-k8s:deletionPolicy = 'WipeOut': a production"),
+    ({"production": "true", "deletionPolicy": "Halt", "networkPolicy": "false"},
+     "pgpool-k8s:networkPolicy = False: a production stack admits only what must talk"),
+    ({"operator": "zalando", "postgresTlsIssuer": "pg-ca"},
+     "pgpool-k8s:postgresTlsIssuer = 'pg-ca': only used with operator kubedb"),
+    ({"postgresTlsIssuer": "pg-ca", "ssl": "false"}, "pgpool-k8s:postgresTlsIssuer = 'pg-ca': PostgreSQL then takes "
+     "clients only over TLS"),
+    ({"postgresTlsIssuerKind": "CertificateAuthority"}, "use one of Issuer, ClusterIssuer"),
+    ({"networkPolicy": "false", "prometheusClientPodLabels": '["app=grafana"]'},
+     "pgpool-k8s:prometheusClientPodLabels = ['app=grafana']: only used by the NetworkPolicy"),
 ]
 
 
@@ -136,6 +158,14 @@ def test_defaults_follow_the_guide():
     assert settings.pgpool.backend_weight1 == settings.database.replicas - 1 == 2
     assert settings.pgpool.sr_check_period == 0 and settings.pgpool.ssl
     assert settings.prometheus.enabled and not settings.production
+
+
+def test_a_production_database_may_be_kept_or_halted():
+    for policy in ("DoNotTerminate", "Halt"):
+        settings = load_settings({"production": "true", "deletionPolicy": policy}, "prod")
+        assert settings.production and settings.pgpool.network_policy
+    # Other operators' databases are theirs: their deletion is not the stack's to guard.
+    assert load_settings({"production": "true", "operator": "zalando", "pgpoolMode": "env"}, "prod").production
 
 
 def test_backend_weight1_follows_the_standby_count_unless_set():

@@ -14,8 +14,12 @@ from .sources import StackResource, StackView
 from .values import UNKNOWN, as_dict, as_list, dig
 
 NETWORKING_GROUP = "networking.k8s.io"
-KUBEDB_POD_LABELS = {"app.kubernetes.io/name": "postgreses.kubedb.com", "app.kubernetes.io/managed-by": "kubedb.com"}
-"""Labels KubeDB gives every pod of a Postgres, besides app.kubernetes.io/instance: <its name>."""
+KUBEDB_POD_LABELS = {"app.kubernetes.io/name": "postgreses.kubedb.com", "app.kubernetes.io/managed-by": "kubedb.com",
+                     "app.kubernetes.io/component": "database"}
+"""Labels KubeDB gives every pod of a Postgres, besides app.kubernetes.io/instance: <its name>, on top of the
+Postgres' own labels but for these keys, which it never propagates (kmodules' labelKeyBlacklist)."""
+NOT_PROPAGATED = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by",
+                  "app.kubernetes.io/version")
 DATA_KEEPING_POLICIES = ("Halt", "DoNotTerminate")
 PRODUCTION_SCHEMA = PolicyConfigSchema(properties={
     "productionLabels": {
@@ -82,8 +86,9 @@ def _guarded_pods(stack: StackView) -> list[tuple[str, Any, Any, str]]:
             found.append((f"{workload.title} (Prometheus)", workload.namespace, workload.pod_labels, urn))
     for postgres in stack.postgres():
         name = dig(postgres.props, "metadata", "name")
-        labels = UNKNOWN if not isinstance(name, str) else {**KUBEDB_POD_LABELS, "app.kubernetes.io/instance": name,
-                                                            **labels_of(postgres.props)}
+        propagated = {k: v for k, v in labels_of(postgres.props).items() if k not in NOT_PROPAGATED}
+        labels = UNKNOWN if not isinstance(name, str) else {**propagated, **KUBEDB_POD_LABELS,
+                                                            "app.kubernetes.io/instance": name}
         found.append((f"{postgres.title}'s pods (PostgreSQL)", namespace_of(postgres.props), labels, postgres.urn))
     return found
 

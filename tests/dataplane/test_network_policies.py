@@ -8,8 +8,9 @@ pod's ingress is filtered by iptables in its own namespace, from the NetworkPoli
 generates. Then, on real PostgreSQL, Pgpool-II, postgres_exporter and Prometheus: every user logs in
 through Pgpool-II from the application pod, reads spread over both backends by the weights, the
 probes pass, the standby streams from the primary, the password Job sets the roles, Prometheus scrapes
-KubeDB's exporter port; and the application pod cannot reach PostgreSQL past Pgpool-II, nor the
-intruder Pgpool-II or Prometheus. The figures are printed.
+KubeDB's exporter port (the node queries Prometheus, as `kubectl port-forward` would); and the
+application pod cannot reach PostgreSQL past Pgpool-II nor Prometheus, the intruder nothing. The
+figures are printed.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ BLOCKED_TIMEOUT = 3
 WHICH_SERVER = "SELECT host(inet_server_addr())"
 OTHER_NAMESPACE = "other"
 KUBEDB_POD_LABELS = {"app.kubernetes.io/name": "postgreses.kubedb.com", "app.kubernetes.io/instance": "pg",
-                     "app.kubernetes.io/managed-by": "kubedb.com", "app.kubernetes.io/component": "database"}
-"""The labels KubeDB gives a Postgres' pods (kubedb/apimachinery apis/kubedb/v1/postgres_helpers.go, PodLabels)."""
+                     "app.kubernetes.io/managed-by": "kubedb.com", "app.kubernetes.io/component": "database",
+                     "app.kubernetes.io/part-of": "pgpool-k8s"}
+"""The labels KubeDB gives a Postgres' pods (kubedb/apimachinery apis/kubedb/v1/postgres_helpers.go, PodLabels:
+its selectors, and the Postgres' own labels but for name, instance and managed-by)."""
 
 
 def template_labels(run: ProgramRun, type_suffix: str, name_prefix: str) -> dict[str, str]:
@@ -169,6 +172,7 @@ def test_what_must_talk_still_does(policed: PolicedStack) -> None:
     ("intruder", "pgpool", 9999),
     ("intruder", "prometheus", 9090),
     ("intruder", "pg-0", 5432),
+    ("app", "prometheus", 9090),  # no client named for Prometheus (prometheusClient*Labels)
     ("pgpool", "prometheus", 9090),
 ])
 def test_nothing_else_gets_in(policed: PolicedStack, source: str, target: str, port: int) -> None:
@@ -182,4 +186,3 @@ def test_the_refusals_are_the_policies_not_dead_servers(policed: PolicedStack) -
     assert reaches(pods("job"), pods("pg-0").address, 5432)
     assert reaches(pods("prometheus"), pods("pg-0").address, KUBEDB_EXPORTER_PORT)
     assert reaches(pods("app"), pods("pgpool").address, 9999)
-    assert reaches(pods("app"), pods("prometheus").address, 9090)
