@@ -568,7 +568,7 @@ class Exporter(MetricsExporter):
     (a free one on 127.0.0.1, given as --web.listen-address at the end of the command line)."""
 
     def __init__(self, workspace: Workspace, binary: Path, container_env: dict[str, str], user: Identity,
-                 name: str = "pgpool2_exporter"):
+                 name: str = "pgpool2_exporter", address: str = LOCALHOST, port: int | None = None):
         self.image = ExporterImage.read(binary.parent / "Dockerfile")
         # A copy the container's user can run (the tool cache may be in root's home).
         directory = workspace.directory(name)
@@ -577,7 +577,7 @@ class Exporter(MetricsExporter):
         popen = {"env": {**self.image.env, **container_env, "PATH": "/usr/bin:/bin"}}
         if os.geteuid() == 0:
             popen.update(user=user.uid, group=user.gid, extra_groups=[])
-        super().__init__(workspace, name, local_binary, popen=popen)
+        super().__init__(workspace, name, local_binary, popen=popen, address=address, port=port)
 
     def command(self, binary: str | Path) -> list[str]:
         shell, option, script = self.image.command

@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 import yaml
 
 from components.settings import load_settings
-from tests.dataplane.harness import PostgresExporter, Prometheus, stopping, wait_until
-from tests.dataplane.installs import PgpoolInstall
+from tests.dataplane.harness import Exporter, PostgresExporter, Prometheus, stopping, wait_until
+from tests.dataplane.installs import Identity, PgpoolInstall
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool
 from tests.dataplane.pod_network import Pod, PodNetwork, entered
 from tests.dataplane.stack_files import DevStack, awkward_secrets, read_dev_stack
+from tests.dataplane.test_metrics import exporter_container
 from tests.dataplane.test_password_rotation import generated_job, run_job
 from tests.dataplane.test_routing import SAMPLES, TOLERANCE, standby_share
 from tests.program_run import ProgramRun, manifest, run_program
@@ -186,3 +189,21 @@ def test_the_refusals_are_the_policies_not_dead_servers(policed: PolicedStack) -
     assert reaches(pods("job"), pods("pg-0").address, 5432)
     assert reaches(pods("prometheus"), pods("pg-0").address, KUBEDB_EXPORTER_PORT)
     assert reaches(pods("app"), pods("pgpool").address, 9999)
+
+
+def test_prometheus_scrapes_pgpool2_exporter_through_the_policy(policed: PolicedStack, exporter_binary: Path) -> None:
+    """The exporter sidecar in Pgpool-II's pod, on its container port; Prometheus' pod reads it, the
+    application's cannot."""
+    stack, pod = policed.stack, policed.pod("pgpool")
+    port = stack.settings.pgpool.exporter_port
+    context = {**stack.pod["securityContext"], **exporter_container(stack)["securityContext"]}
+    exporter = Exporter(policed.local.workspace, exporter_binary, stack.exporter_env,
+                        Identity(context["runAsUser"], context["runAsGroup"]), address=pod.address, port=port)
+    exporter.netns = pod.netns
+    with stopping(exporter):
+        exporter.start()
+        with entered(policed.pod("prometheus").netns):
+            with urllib.request.urlopen(exporter.url, timeout=10) as response:
+                metrics = response.read().decode()
+        assert "pgpool2_up 1" in metrics
+        assert not reaches(policed.pod("app"), pod.address, port)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 from typing import Iterator
@@ -52,7 +53,7 @@ def test_every_reserved_role_name_is_refused_by_postgresql_and_by_the_settings(n
     for key, value in (("users", json.dumps(["app", name])), ("monitorUser", name)):
         with pytest.raises(SettingsError) as refused:
             load_settings({**config, key: value}, "dev")
-        assert f"pgpool-k8s:{key}" in str(refused.value) and "reserved" in str(refused.value), refused.value
+        assert f"pgpool-k8s:{key} = {name!r}: PostgreSQL reserves role names" in str(refused.value), refused.value
 
 
 def test_a_name_near_a_reserved_one_is_a_role_like_any_other(local: LocalDevStack):
@@ -160,15 +161,17 @@ def test_pgpool_logs_in_balances_and_probes_over_verified_tls(tls_database) -> N
     stack = local.stack
     pgpool = local.pgpool("pgpool-backend-tls", extra_objects=client_secret)
     assert "ssl_ca_cert = " in pgpool.files["pgpool.conf"].read_text()
-    for user, password in stack.passwords.items():
-        with pgpool.endpoint.connect(user, password, require_auth="scram-sha-256") as conn:
+    with contextlib.ExitStack() as sessions:
+        for user, password in stack.passwords.items():
+            conn = sessions.enter_context(pgpool.endpoint.connect(user, password, require_auth="scram-sha-256"))
             assert conn.execute("SELECT current_user").fetchone() == (user,)
-    # Every backend connection Pgpool-II holds, on the primary and the standby, is encrypted.
-    for server in (local.cluster.primary, local.cluster.standby):
-        rows = server.query("SELECT a.usename, s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
-                            "WHERE a.client_addr IS NOT NULL AND a.backend_type = 'client backend' "
-                            "AND a.pid <> pg_backend_pid()")
-        assert rows and all(ssl for _, ssl in rows), (server.name, rows)
+        # While the sessions are open, Pgpool-II's connections to the primary and the standby are encrypted.
+        for server in (local.cluster.primary, local.cluster.standby):
+            rows = server.query("SELECT a.usename, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
+                                "WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()")
+            assert {user for user, _ in rows} == set(stack.passwords), (server.name, rows)
+            assert all(ssl for _, ssl in rows), (server.name, rows)
+            print(f"{server.name}: {len(rows)} connections from Pgpool-II, all over TLS")
     # Reads spread by the weights, over TLS to both backends.
     user = stack.app_user
     served = []

@@ -97,3 +97,22 @@ def test_a_previous_superuser_password_in_plain_text_stops_up(project: EnginePro
     assert "pgpool-k8s:dbPasswordPrevious is stored unencrypted in Pulumi.dev.yaml" in run.output
     assert "pulumi config set --secret --stack dev dbPasswordPrevious" in run.output
     assert "typed-in-clear" not in run.output and "=== up" not in run.output
+
+
+def test_a_production_stack_cannot_be_destroyed_while_its_database_is_protected(project: EngineProject):
+    project.write_stack_file("prod-like", {"production": "true", "deletionPolicy": "DoNotTerminate"})
+    up = project.engine("up", "prod-like")
+    assert up.returncode == 0, up.output
+    state = json.loads(project.pulumi("stack", "export", "--stack", "prod-like"))["deployment"]["resources"]
+    guarded = {r["urn"].split("::")[-1] for r in state if r.get("protect")}
+    assert guarded == {"pgpool-dev", "pg", "pg-auth", "pg-config", "pg-init"}
+    assert all(r.get("retainOnDelete") for r in state if r.get("protect"))
+    files = sorted(project.render_dir("prod-like").rglob("*.yaml"))
+
+    destroy = project.engine("destroy", "prod-like")
+
+    assert destroy.returncode != 0
+    assert "currently marked for protection" in destroy.output, destroy.output
+    after = json.loads(project.pulumi("stack", "export", "--stack", "prod-like"))["deployment"]["resources"]
+    assert len(after) == len(state), "destroy deleted resources of a protected stack"
+    assert sorted(project.render_dir("prod-like").rglob("*.yaml")) == files
