@@ -269,13 +269,13 @@ class Engine:
             del os.environ["PULUMI_K8S_SKIP_UPDATE_UNREACHABLE"]
 
     def destroy(self, keep_cluster: bool = False) -> None:
-        if not self.target.renders:
-            try:
-                preflight.check_destroy(self.stack.export_stack().deployment, self.kubectl)
-            except preflight.PreflightError as refused:
-                print("\nDestroy is refused before anything is deleted:\n" +
-                      "\n".join(f"  - {problem}" for problem in refused.problems), file=sys.stderr)
-                raise EngineFailed(1) from None
+        try:
+            preflight.check_destroy(self.stack.export_stack().deployment,
+                                    None if self.target.renders else self.kubectl)
+        except preflight.PreflightError as refused:
+            print("\nDestroy is refused before anything is deleted:\n" +
+                  "\n".join(f"  - {problem}" for problem in refused.problems), file=sys.stderr)
+            raise EngineFailed(1) from None
         self.run("destroy", self.stack.destroy)
         cluster = self.local_cluster()
         if cluster and not keep_cluster:

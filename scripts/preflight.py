@@ -10,8 +10,9 @@ Run on the events of the policy-checked preview, before anything is written:
 - data loss: a plan that deletes or replaces the stack's namespace or its KubeDB Postgres (a changed
   `namespace` or `clusterName`) is refused unless the user says so for this one command
   (`--allow-database-replacement`).
-And before `destroy`: every object the stack would delete must be the one it created (same uid):
-an object someone deleted and created again under the name is theirs, not the stack's.
+And before `destroy`: nothing is protected (a production stack's namespace and database), and every
+object the stack would delete is the one it created (same uid): an object someone deleted and created
+again under the name is theirs, not the stack's.
 """
 
 from __future__ import annotations
@@ -216,8 +217,18 @@ def check_plan(events: list[dict], deployment: dict, kubectl: Kubectl | None, st
         raise PreflightError(problems)
 
 
-def check_destroy(deployment: dict, kubectl: Kubectl) -> None:
-    """Raise PreflightError for recorded objects whose live namesake is not the one the stack created."""
+def check_destroy(deployment: dict, kubectl: Kubectl | None) -> None:
+    """Raise PreflightError when the stack holds protected resources (a production stack's namespace and
+    database: Pulumi would delete everything else, then stop at them), or, on a cluster (kubectl), for
+    recorded objects whose live namesake is not the one the stack created."""
+    protected = [r["urn"] for r in deployment.get("resources") or [] if r.get("protect")]
+    if protected:
+        raise PreflightError([f"{urn.split('::')[-1]} is protected (a production stack's namespace or database): "
+                              "destroy would delete everything else and stop there. To really delete it, "
+                              f"`pulumi state unprotect '{urn}'` first (its object then stays in the cluster: "
+                              "retainOnDelete)" for urn in protected])
+    if kubectl is None:
+        return
     recorded = state_objects(deployment)
     live = live_objects(kubectl, recorded)
     problems = []

@@ -124,3 +124,13 @@ def test_a_tls_issuer_the_cluster_lacks_is_refused_before_anything_waits_for_it(
         "cert-manager and create the issuer first, or leave postgresTlsIssuer empty"]
     answers["Issuer.cert-manager.io"] = (0, "")
     preflight.check_plan(events, {"resources": []}, kubectl, "dev", False)
+
+
+def test_destroy_refuses_a_stack_with_protected_resources_before_deleting_anything():
+    urn = URN + "kubernetes:kubedb.com/v1:Postgres::pg"
+    recorded = {"resources": [{"urn": urn, "type": POSTGRES, "protect": True, **state("pg", uid="ours")}]}
+    for kubectl in (None, kubectl_with(("Postgres.kubedb.com", "pgpool-dev", "pg", "ours"))):
+        with pytest.raises(preflight.PreflightError) as refused:
+            preflight.check_destroy(recorded, kubectl)
+        assert refused.value.problems[0].startswith("pg is protected")
+        assert f"pulumi state unprotect '{urn}'" in refused.value.problems[0]
