@@ -214,6 +214,22 @@ def test_up_refuses_to_take_over_a_secret_it_would_create(project: EngineProject
     project.pulumi("config", "rm", "--path", "--stack", STACK, "pgpool-k8s:users[1]")
 
 
+def test_up_refuses_a_tls_issuer_the_cluster_cannot_provide(project: EngineProject, cluster: Cluster,
+                                                            first_up: EngineRun):
+    """No cert-manager on the local cluster: KubeDB would wait for certificates forever, Pgpool-II's pods for
+    the CA they mount."""
+    project.set_config(STACK, "postgresTlsIssuer", "pg-ca")
+    try:
+        run = project.engine("up", STACK)
+    finally:
+        project.pulumi("config", "rm", "--stack", STACK, "pgpool-k8s:postgresTlsIssuer")
+    assert run.returncode != 0, run.output
+    assert (f"Postgres {NAMESPACE}/pg names the cert-manager Issuer 'pg-ca' in namespace {NAMESPACE} for its TLS "
+            "certificates (postgresTlsIssuer), but cert-manager is not installed") in run.output, run.output
+    assert "=== up" not in run.output
+    assert "tls" not in cluster.get("postgres.kubedb.com", "pg")["spec"]
+
+
 def test_destroy_refuses_to_delete_an_object_someone_made_again(project: EngineProject, cluster: Cluster,
                                                                 first_up: EngineRun):
     budget = ("poddisruptionbudget", "pgpool", "--namespace", NAMESPACE)
