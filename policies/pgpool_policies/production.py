@@ -7,7 +7,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ReportViolation
 
-from .common import stack_policy
+from .common import PRODUCTION_LABELS, stack_policy
 from .kube import labels_of, namespace_of, same_namespace
 from .monitoring import is_prometheus
 from .sources import StackResource, StackView
@@ -22,10 +22,7 @@ NOT_PROPAGATED = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.k
                   "app.kubernetes.io/version")
 DATA_KEEPING_POLICIES = ("Halt", "DoNotTerminate")
 PRODUCTION_SCHEMA = PolicyConfigSchema(properties={
-    "productionLabels": {
-        "type": "object", "additionalProperties": {"type": "string"}, "default": {"environment": "production"},
-        "description": "A stack is production when its stack tags or any resource's labels carry all of these.",
-    },
+    "productionLabels": PRODUCTION_LABELS,
     "requireEverywhere": {
         "type": "boolean", "default": False, "description": "Apply this rule to every stack, not only production.",
     },

@@ -10,7 +10,7 @@ from typing import Any
 
 from pulumi_policy import PolicyConfigSchema, ReportViolation
 
-from .common import GUIDE, SECRET_NAME, Subject, resource_policy, stack_policy
+from .common import GUIDE, PRODUCTION_LABELS, SECRET_NAME, Subject, resource_policy, stack_policy
 from .kube import Container, group_of, parse_image
 from .pgpool_conf import as_bool
 from .sources import HBA_KEY, StackView, literal_env, runs_entrypoint
@@ -146,10 +146,7 @@ def check_pool_hba(subject: Subject, report: ReportViolation) -> None:
 
 
 SSL_SCHEMA = PolicyConfigSchema(properties={
-    "productionLabels": {
-        "type": "object", "additionalProperties": {"type": "string"}, "default": {"environment": "production"},
-        "description": "A stack is production when its stack tags or any resource's labels carry all of these.",
-    },
+    "productionLabels": PRODUCTION_LABELS,
     "requireSslEverywhere": {
         "type": "boolean", "default": False, "description": "Require ssl = on in every stack, not only production.",
     },

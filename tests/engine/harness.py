@@ -68,6 +68,19 @@ class EngineRun:
                 for event in self.events if "policyEvent" in event]
 
 
+def module_project(tmp_path_factory, name: str) -> "EngineProject":
+    """A project copy of its own for one test module."""
+    base = tmp_path_factory.mktemp(name)
+    return EngineProject(base / "project", base / "state")
+
+
+def first_up(project: "EngineProject", stack: str) -> EngineRun:
+    """The stack's first `up`, which the module's tests build on."""
+    run = project.engine("up", stack)
+    assert run.returncode == 0, run.output
+    return run
+
+
 class EngineProject:
     """A copy of the project with its own Pulumi backend and passphrase."""
 

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.engine.harness import EngineProject, EngineRun
+from tests.engine.harness import EngineProject, EngineRun, first_up, module_project
 
 STACK = "dev"
 ALLOW = ("--allow-database-replacement",)
@@ -19,15 +19,12 @@ ALLOW = ("--allow-database-replacement",)
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> EngineProject:
-    base = tmp_path_factory.mktemp("data-safety")
-    return EngineProject(base / "project", base / "state")
+    return module_project(tmp_path_factory, "data-safety")
 
 
-@pytest.fixture(scope="module")
-def first_up(project: EngineProject) -> EngineRun:
-    run = project.engine("up", STACK)
-    assert run.returncode == 0, run.output
-    return run
+@pytest.fixture(scope="module", name="first_up")
+def first_up_fixture(project: EngineProject) -> EngineRun:
+    return first_up(project, STACK)
 
 
 def snapshot(project: EngineProject) -> tuple[str, dict[str, str]]:
@@ -100,8 +97,7 @@ def test_a_previous_superuser_password_in_plain_text_stops_up(project: EnginePro
 
 
 def test_a_production_stack_cannot_be_destroyed_while_its_database_is_protected(tmp_path_factory):
-    base = tmp_path_factory.mktemp("production")
-    project = EngineProject(base / "project", base / "state")  # a dev stack file without secrets to copy
+    project = module_project(tmp_path_factory, "production")  # a dev stack file without secrets to copy
     project.write_stack_file("prod-like", {"production": "true", "deletionPolicy": "DoNotTerminate"})
     up = project.engine("up", "prod-like")
     assert up.returncode == 0, up.output
