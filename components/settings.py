@@ -425,7 +425,8 @@ class StackSettings:
     production: bool = setting(
         "production", False, Boolean(),
         "Production stack: labels objects environment=production, which the policy pack holds to stricter rules "
-        "(TLS required).")
+        "(TLS, NetworkPolicies); needs networkPolicy and a deletionPolicy that keeps data; the namespace and the "
+        "KubeDB database are protected from deletion (protect, retainOnDelete).")
     pod_security_enforce: str = setting(
         "podSecurityEnforce", "baseline", Choice(POD_SECURITY_LEVELS),
         "Pod Security level the namespace enforces: baseline (KubeDB's PostgreSQL pods run in it), or restricted "
