@@ -83,7 +83,9 @@ def rotation_script(superuser_dir: str, rotation_dir: str) -> str:
         f'PGUSER="$(cat {superuser_dir}/{USERNAME})"',
         "export PGUSER",
         'echo "waiting for $PGHOST:$PGPORT to accept connections"',
-        "until pg_isready -q; do sleep 2; done",
+        # Only whether the server answers: its certificate (PGSSLMODE verify-ca) is psql's to check, which
+        # says why when it fails; pg_isready would report a refused certificate as no answer, forever.
+        "until PGSSLMODE=prefer pg_isready -q; do sleep 2; done",
         f"for password_file in {candidates}; do",
         '  [ -s "$password_file" ] || continue',
         '  if PGPASSWORD="$(cat "$password_file")" psql -X -q -tA -c "SELECT 1" >/dev/null; then',
@@ -91,8 +93,9 @@ def rotation_script(superuser_dir: str, rotation_dir: str) -> str:
         f'    PGPASSWORD="$(cat "$password_file")" exec psql -X -q -f {rotation_dir}/{ROLES_SQL}',
         "  fi",
         "done",
-        'echo "PostgreSQL at $PGHOST refuses the password of $PGUSER in its Secret, and the previous one '
-        '(dbPasswordPrevious) when set: store the password PostgreSQL still has, encrypted, with '
-        '\\`pulumi config set --secret dbPasswordPrevious\\` (value on stdin), then pulumi up again" >&2',
+        'echo "PostgreSQL at $PGHOST let $PGUSER in neither with the password in its Secret nor with the previous '
+        'one (dbPasswordPrevious) when set (psql said why above). If it refuses the password, store the one it '
+        'still has, encrypted, with \\`pulumi config set --secret dbPasswordPrevious\\` (value on stdin), then '
+        'pulumi up again" >&2',
         "exit 1",
     ]) + "\n"

@@ -95,6 +95,19 @@ def test_backend_tls_asks_kubedb_for_certificates_and_pgpool_verifies_them(stack
         container(run, "pgpool")["volumeMounts"]
 
 
+def test_the_password_job_verifies_the_database_with_the_same_ca(stack_run):
+    run = stack_run(postgresTlsIssuer="pg-ca")
+    [job] = run.of_type("batch/v1:Job")
+    pod = job.props["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (env["PGSSLMODE"], env["PGSSLROOTCERT"]) == ("verify-ca", "/etc/pgpool-k8s/postgres-ca/ca.crt")
+    [ca] = [v for v in pod["volumes"] if v["name"] == "postgres-ca"]
+    assert ca["secret"]["secretName"] == "pg-client-cert"
+    assert {"name": "postgres-ca", "mountPath": "/etc/pgpool-k8s/postgres-ca", "readOnly": True} in \
+        container["volumeMounts"]
+
+
 def test_backend_tls_reaches_the_entrypoint_in_env_mode(stack_run):
     run = stack_run(postgresTlsIssuer="pg-ca", pgpoolMode="env")
     assert env_of(run)["PGPOOL_PARAMS_SSL_CA_CERT"]["value"] == "/etc/pgpool-postgres-ca/ca.crt"

@@ -85,9 +85,11 @@ def rotated_stack() -> tuple[DevStack, GeneratedJob]:
     return stack, generated_job(stack, run)
 
 
-def run_job(local: LocalDevStack, job: GeneratedJob, name: str, netns: str | None = None):
+def run_job(local: LocalDevStack, job: GeneratedJob, name: str, netns: str | None = None,
+            ca_files: dict[str, str] | None = None):
     """The Job's container: its script with the mount paths mapped, the primary as PGHOST; in the Job's
-    pod's network namespace when given (tests/dataplane/pod_network.py)."""
+    pod's network namespace when given (tests/dataplane/pod_network.py); with `ca_files`, the database's CA
+    Secret (cert-manager's, for KubeDB) mounted where the Job reads it."""
     superuser_dir = local.workspace.directory(name, "superuser")
     rotation_dir = local.workspace.directory(name, "rotation")
     for directory, files in ((superuser_dir, job.superuser_files), (rotation_dir, job.rotation_files)):
@@ -98,6 +100,11 @@ def run_job(local: LocalDevStack, job: GeneratedJob, name: str, netns: str | Non
     assert script.count(str(superuser_dir)) == 2 and script.count(str(rotation_dir)) == 2, "a path was not mapped"
     primary = local.cluster.primary.endpoint
     env = {**job.env, "PGHOST": primary.host, "PGPORT": str(primary.port)}
+    if ca_files is not None:
+        ca_dir = local.workspace.directory(name, "postgres-ca")
+        for file, text in ca_files.items():
+            local.workspace.write(ca_dir / file, text, mode=0o444)
+        env = {key: value.replace(password_rotation.CA_DIR, str(ca_dir)) for key, value in env.items()}
     started = time.monotonic()
     with entered(netns):
         result = local.workspace.run(["sh", "-c", script], env=env, check=False)

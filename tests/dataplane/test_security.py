@@ -2,16 +2,16 @@
 
 - Reserved role names: PostgreSQL refuses every name the settings layer reserves, so a stack user of
   such a name would make KubeDB's init.sql and the password Job fail on every run.
-- init.sql, as KubeDB runs it at the database's first start, carries verifiers, never a password:
-  a statement that fails is logged whole by the server, and that log must hold no password.
+- init.sql, as KubeDB runs it at the database's first start, carries verifiers, never a password, and
+  turns statement logging off: a statement that fails is logged whole by the server otherwise.
 - The password Job, when PostgreSQL refuses its superuser password, says how to store the one it
   still has encrypted.
 - TLS from Pgpool-II to PostgreSQL: a database that accepts TCP clients only over TLS (KubeDB's
   pg_hba.conf with spec.tls) and presents a certificate of the stack's issuer. Pgpool-II, from the
   files the program generates with postgresTlsIssuer, verifies that certificate against the issuer's
   CA (KubeDB's <clusterName>-client-cert Secret, here made by the test as cert-manager would), and
-  logins, load balancing, the probes and PCP work over it; a database certificate of another CA is
-  refused.
+  logins, load balancing and the probes work over it; so does the password Job, which verifies it too;
+  a database certificate of another CA is refused by both.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 from components.settings import RESERVED_ROLE_PREFIX, RESERVED_ROLES, SettingsError, load_settings
 from tests.dataplane.installs import PgpoolInstall
 from tests.dataplane.local_stack import LocalDevStack
-from tests.dataplane.stack_files import DevStack, dev_stack
+from tests.dataplane.stack_files import DevStack, awkward_secrets, dev_stack
 from tests.dataplane.test_password_rotation import generated_job, run_job
 from tests.dataplane.test_routing import SAMPLES, TOLERANCE, WHICH_BACKEND, ports, standby_share
 from tests.program_run import dev_stack_inputs, run_program
@@ -198,3 +198,17 @@ def test_pgpool_refuses_a_database_certificate_of_another_ca(tls_database) -> No
     with pytest.raises(psycopg.OperationalError):
         pgpool.endpoint.connect(user, local.stack.passwords[user], dbname=user).close()
     assert "certificate verify failed" in pgpool.log_since_start(), pgpool.log_tail()
+
+
+@pytest.mark.parametrize("same_ca", [True, False], ids=["issuer-ca", "another-ca"])
+def test_the_password_job_verifies_the_database_certificate(tls_database, same_ca: bool) -> None:
+    local, client_secret = tls_database
+    config, secrets = awkward_secrets()
+    job = generated_job(local.stack, run_program({**config, "postgresTlsIssuer": ISSUER}, secrets, "dev"))
+    assert (job.env["PGSSLMODE"], job.env["PGSSLROOTCERT"]) == ("verify-ca", "/etc/pgpool-k8s/postgres-ca/ca.crt")
+    ca = next(iter(client_secret.values())) if same_ca else {"ca.crt": pem(certificate_authority("another CA")[1])}
+    result, _ = run_job(local, job, f"job-tls-{same_ca}", ca_files=ca)
+    if same_ca:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0 and "certificate verify failed" in result.stderr, result.stderr
