@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 from components.kubedb import EXPORTER_PORT as KUBEDB_EXPORTER_PORT
 from components.kubedb import KubeDBPostgres, KubeDBPostgresArgs
 from components.network_policy import database_policy_spec, peer
+from components.ownership import marking, owner
 from components.password_rotation import COMPONENT as PASSWORD_JOB_COMPONENT
 from components.password_rotation import PasswordRotation, PasswordRotationArgs
 from components.pgpool import COMPONENT as PGPOOL_COMPONENT
@@ -19,7 +20,7 @@ from components.pgpool import Pgpool, metrics_selector, metrics_service_name
 from components.pgpool_config import PgpoolArgs
 from components.prometheus import POD_LABELS as PROMETHEUS_POD_LABELS
 from components.prometheus import Prometheus, PrometheusArgs
-from components.settings import PrometheusSettings, StackSettings
+from components.settings import PROJECT, PrometheusSettings, StackSettings
 from components.stack_secrets import PgpoolSecrets
 from components.workload import PART_OF, selector_labels, service_host
 
@@ -41,7 +42,9 @@ class PgpoolStack(pulumi.ComponentResource):
 
     def __init__(self, name: str, settings: StackSettings, secrets: PgpoolSecrets,
                  opts: pulumi.ResourceOptions | None = None):
-        super().__init__("pgpool-k8s:index:PgpoolStack", name, None, opts)
+        # Every object below says it is this stack's (components/ownership.py).
+        marks = pulumi.ResourceOptions(transformations=[marking(owner(PROJECT, settings.stack))])
+        super().__init__("pgpool-k8s:index:PgpoolStack", name, None, pulumi.ResourceOptions.merge(opts, marks))
         namespace = self._namespace(settings)
         passwords = self._passwords(settings, secrets, [namespace, *self._database(settings, secrets, namespace)])
         pgpool = Pgpool(settings.pgpool.name, PgpoolArgs(

@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 import preflight  # noqa: E402
 from cluster import LocalCluster  # noqa: E402
+from components.ownership import owner  # noqa: E402
 from components.settings import ClusterTarget, StackSettings, cluster_target  # noqa: E402
 from pod_watch import PodWatch  # noqa: E402
 
@@ -213,8 +214,8 @@ class Engine:
         delete its namespace or database (scripts/preflight.py)."""
         try:
             kubectl = None if self.target.renders else self.kubectl
-            preflight.check_plan(events, self.stack.export_stack().deployment, kubectl, self.stack_name,
-                                 self.allow_database_replacement)
+            preflight.check_plan(events, self.stack.export_stack().deployment, kubectl,
+                                 owner(self.name, self.stack_name), self.allow_database_replacement)
         except preflight.PreflightError as refused:
             print("\nThe plan is refused before anything is written:\n" +
                   "\n".join(f"  - {problem}" for problem in refused.problems), file=sys.stderr)

@@ -22,6 +22,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from components.ownership import STACK_ANNOTATION
+
 KUBERNETES = "kubernetes:"
 CREATES = ("create", "create-replacement")
 LOSSES = ("delete", "delete-replaced", "replace", "discard", "discard-replaced")
@@ -142,6 +144,19 @@ def _managers(live: dict) -> str:
     return f" (written by {', '.join(names)})" if names else ""
 
 
+def _in_the_way(ref: ObjectRef, live: dict, stack: str) -> str:
+    """Why an existing object the stack did not record must not be taken over, and what to do."""
+    mark = (live.get("metadata", {}).get("annotations") or {}).get(STACK_ANNOTATION)
+    if mark == stack:
+        return (f"{ref} already exists in the cluster with this stack's mark ({STACK_ANNOTATION}: {mark}), but "
+                f"the stack's state does not record it: an interrupted update made it, or the state was lost. "
+                f"Import it (`pulumi import`), or delete it if nothing in it is needed, then run make up again")
+    owner = f"stack {mark}'s (its {STACK_ANNOTATION} annotation)" if mark else f"not stack {stack}'s"
+    return (f"{ref} already exists in the cluster{_managers(live)} and is {owner}: `make up` would take it over, "
+            "and a later destroy or rename would delete it with everything in it. Choose another name for it in "
+            "the stack's settings, or delete it from the cluster if it is really unused")
+
+
 def takeovers(steps: list[Step], recorded: dict[ObjectRef, dict], live: dict[ObjectRef, dict],
               stack: str) -> list[str]:
     """Problems for objects the plan creates that already exist and are not the stack's own to replace."""
@@ -159,10 +174,7 @@ def takeovers(steps: list[Step], recorded: dict[ObjectRef, dict], live: dict[Obj
                             f"{step.urn} under the same name: the object would be deleted. Keep the resource's "
                             f"name (or give the new one `aliases=[...]` naming the old) so it moves instead")
         elif owner is None:
-            problems.append(f"{ref} already exists in the cluster{_managers(live[ref])} and stack {stack} did not "
-                            "create it: `make up` would take it over, and a later destroy or rename would delete it "
-                            "with everything in it. Choose another name for it in the stack's settings, or delete "
-                            "it from the cluster if it is really unused")
+            problems.append(_in_the_way(ref, live[ref], stack))
     return problems
 
 
@@ -206,7 +218,8 @@ def missing_issuers(steps: list[Step], kubectl: Kubectl) -> list[str]:
 
 def check_plan(events: list[dict], deployment: dict, kubectl: Kubectl | None, stack: str,
                allow_database_replacement: bool) -> None:
-    """Raise PreflightError with every problem of the previewed plan; kubectl None when the stack renders."""
+    """Raise PreflightError with every problem of the previewed plan; kubectl None when the stack renders.
+    `stack` is `<project>/<stack>`, as the objects' ownership annotation names it."""
     steps = planned_steps(events)
     problems = data_losses(steps, allow_database_replacement)
     if kubectl is not None:

@@ -425,7 +425,8 @@ def test_services(stack_run):
     assert metrics["spec"]["ports"] == [{"name": "metrics", "port": 9719, "targetPort": "metrics"}]
     assert metrics["spec"]["selector"] == selector
     assert metrics["metadata"]["annotations"] == {
-        "prometheus.io/scrape": "true", "prometheus.io/port": "9719", "prometheus.io/path": "/metrics"}
+        "prometheus.io/scrape": "true", "prometheus.io/port": "9719", "prometheus.io/path": "/metrics",
+        "pgpool-k8s/stack": "pgpool-k8s/dev"}  # whose it is (components/ownership.py)
 
 
 @pytest.mark.parametrize("replicas", ["1", "2", "3"])

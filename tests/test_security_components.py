@@ -119,3 +119,10 @@ def test_without_an_issuer_nothing_changes(dev_run):
     assert "ssl_ca_cert" not in pgpool_conf(dev_run)
     assert "postgres-ca" not in {v["name"] for v in dev_run.find("apps/v1:Deployment", "pgpool").props["spec"][
         "template"]["spec"]["volumes"]}
+
+
+def test_every_kubernetes_object_says_whose_it_is(dev_run):
+    objects = [r for r in dev_run.kubernetes_objects() if not r.type.startswith("pulumi:providers")]
+    assert objects
+    for resource in objects:
+        assert resource.props["metadata"]["annotations"]["pgpool-k8s/stack"] == "pgpool-k8s/dev", resource.name

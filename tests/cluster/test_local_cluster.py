@@ -185,8 +185,8 @@ def test_up_refuses_to_take_over_a_namespace_it_did_not_create(project: EnginePr
 
     assert run.returncode != 0, run.output
     assert "The plan is refused before anything is written" in run.output
-    assert "Namespace team-a already exists in the cluster (written by kubectl-create) and stack team did not " \
-           "create it" in run.output, run.output
+    assert "Namespace team-a already exists in the cluster (written by kubectl-create) and is not stack " \
+           "pgpool-k8s/team's: `make up` would take it over" in run.output, run.output
     assert "=== up" not in run.output
     assert not json.loads(project.pulumi("stack", "export", "--stack", "team"))["deployment"].get("resources")
     precious = cluster.kubectl("get", "configmap", "precious", "--namespace", "team-a", "--output", "json")
@@ -194,6 +194,21 @@ def test_up_refuses_to_take_over_a_namespace_it_did_not_create(project: EnginePr
     assert "app.kubernetes.io/part-of" not in cluster.get("namespace", "team-a")["metadata"].get("labels", {})
     assert project.engine("destroy", "team", extra=("--keep-cluster",)).returncode == 0
     assert cluster.kubectl("get", "configmap", "precious", "--namespace", "team-a").returncode == 0
+
+
+def test_up_refuses_another_stacks_objects_naming_that_stack(project: EngineProject, cluster: Cluster,
+                                                              first_up: EngineRun):
+    """A second stack of the project in the same namespace: every object says it is stack local's."""
+    assert cluster.get("namespace", NAMESPACE)["metadata"]["annotations"]["pgpool-k8s/stack"] == f"pgpool-k8s/{STACK}"
+    stack_file = yaml.safe_load((project.dir / f"Pulumi.{STACK}.yaml").read_text())
+    (project.dir / "Pulumi.twin.yaml").write_text(yaml.safe_dump(stack_file))
+
+    run = project.engine("up", "twin")
+
+    assert run.returncode != 0, run.output
+    assert (f"Namespace {NAMESPACE} already exists in the cluster (written by pulumi-kubernetes") in run.output
+    assert f"is stack pgpool-k8s/{STACK}'s (its pgpool-k8s/stack annotation)" in run.output, run.output
+    assert "=== up" not in run.output
 
 
 def test_up_refuses_to_take_over_a_secret_it_would_create(project: EngineProject, cluster: Cluster,
