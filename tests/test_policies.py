@@ -584,6 +584,7 @@ def node_port(r):
 
 def in_production(r):
     props_of(r, "Postgres", "pg")["metadata"]["labels"] = {"environment": "production"}
+    pin_digests(r)
 
 
 @case("network-policies-in-production", "configmap",
