@@ -88,6 +88,10 @@ CLUSTER_DATABASES = frozenset({"postgres", "template0", "template1"})
 ISSUER_KINDS = ("Issuer", "ClusterIssuer")
 DATA_KEEPING_POLICIES = ("Halt", "DoNotTerminate")
 """KubeDB deletionPolicies that keep the database's volumes when the Postgres object is deleted."""
+DELETION_POLICY = "Delete"
+"""KubeDB's own default: the volumes go with the Postgres object."""
+PRODUCTION_DELETION_POLICY = "DoNotTerminate"
+"""A production stack's default: KubeDB refuses to delete the Postgres object at all."""
 
 DNS_FIX = "use lower-case letters, digits and '-' (a DNS label of at most 63 characters)"
 ROLE_FIX = "use a lower-case PostgreSQL role name: a-z, 0-9 and '_', not starting with a digit"
@@ -147,8 +151,10 @@ class DatabaseSettings:
         Pattern(DNS_SUBDOMAIN, "use a StorageClass name, or leave empty for the cluster default", allow_empty=True),
         "StorageClass of the data volumes; empty uses the cluster default.")
     storage_size: str = setting("storageSize", "1Gi", STORAGE_SIZE, "Size of each PostgreSQL data volume.")
-    deletion_policy: str = setting("deletionPolicy", "Delete", Choice(DELETION_POLICIES),
-                                   "KubeDB deletionPolicy: Delete, Halt, WipeOut or DoNotTerminate.")
+    deletion_policy: str = setting(
+        "deletionPolicy", None, Choice(DELETION_POLICIES),
+        "KubeDB deletionPolicy: Delete, Halt, WipeOut or DoNotTerminate. A production stack keeps its data: "
+        "DoNotTerminate or Halt.", derived=f"{PRODUCTION_DELETION_POLICY} with production, else {DELETION_POLICY}")
     monitoring: bool = setting("postgresMonitoring", True, Boolean(),
                                "Run KubeDB's postgres_exporter beside PostgreSQL for Prometheus.")
     port: int = setting("postgresPort", 5432, PORT, "PostgreSQL port of both backend Services.")
@@ -425,8 +431,8 @@ class StackSettings:
     production: bool = setting(
         "production", False, Boolean(),
         "Production stack: labels objects environment=production, which the policy pack holds to stricter rules "
-        "(TLS, NetworkPolicies); needs networkPolicy and a deletionPolicy that keeps data; the namespace and the "
-        "KubeDB database are protected from deletion (protect, retainOnDelete).")
+        "(TLS, NetworkPolicies); needs networkPolicy and a deletionPolicy that keeps data (DoNotTerminate unless "
+        "set); the namespace and the KubeDB database are protected from deletion (protect, retainOnDelete).")
     pod_security_enforce: str = setting(
         "podSecurityEnforce", "baseline", Choice(POD_SECURITY_LEVELS),
         "Pod Security level the namespace enforces: baseline (KubeDB's PostgreSQL pods run in it), or restricted "
@@ -460,7 +466,9 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
     def fail(key: str, value: Any, fix: str) -> None:
         problems.append(problem(key, value, fix))
 
-    database = DatabaseSettings(**read_fields(DatabaseSettings, raw, fail))
+    stack_fields = read_fields(StackSettings, raw, fail)
+    deletion_policy = PRODUCTION_DELETION_POLICY if stack_fields["production"] else DELETION_POLICY
+    database = DatabaseSettings(**read_fields(DatabaseSettings, raw, fail, derived={"deletionPolicy": deletion_policy}))
     settings = StackSettings(
         stack=stack,
         database=database,
@@ -468,7 +476,7 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
                                             derived={"backendWeight1": max(database.standbys, 0)})),
         prometheus=PrometheusSettings(**read_fields(PrometheusSettings, raw, fail)),
         target=cluster_target(raw),
-        **read_fields(StackSettings, raw, fail),
+        **stack_fields,
     )
     for rule in RULES:
         for key, value, fix in rule(settings):
@@ -749,7 +757,7 @@ def production_keeps_data_and_isolates(s: StackSettings) -> Problems:
     if s.database.operator_facts.created_by_stack and s.database.deletion_policy not in DATA_KEEPING_POLICIES:
         yield ("deletionPolicy", s.database.deletion_policy,
                f"a production database must keep its data when its object is deleted: use "
-               f"{' or '.join(DATA_KEEPING_POLICIES)}")
+               f"{' or '.join(DATA_KEEPING_POLICIES)}, or leave it unset ({PRODUCTION_DELETION_POLICY} in production)")
     if not s.pgpool.network_policy:
         yield ("networkPolicy", False, "a production stack admits only what must talk to PostgreSQL, Pgpool-II and "
                "Prometheus: set networkPolicy to true")

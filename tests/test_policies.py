@@ -792,7 +792,7 @@ def test_node_port_allowed_by_its_own_config() -> None:
     assert messages(resources, "pgpool-no-load-balancer", config={"pgpool-no-load-balancer": {"allowNodePort": True}}) == []
 
 
-RENAMED_IMAGES = ("registry.example.com/mirror/pgpool:4.5.4", "acme/pg-pooler:4.5.4",
+RENAMED_IMAGES = ("registry.example.com/mirror/pgpool:4.7.2", "acme/pg-pooler:4.7.2",
                   "localhost/pgpool-k8s/pgpool:4.7.2")
 """A mirror, a renamed fork, and the local node's image: none is named .../pgpool/pgpool."""
 
@@ -830,7 +830,7 @@ def test_pgpool_is_recognised_by_what_it_runs_not_by_its_image_name(image: str, 
 def test_pgpool_is_recognised_by_its_labels_when_nothing_else_shows() -> None:
     resources = stack("configmap")
     pgpool = container(resources, "pgpool")
-    pgpool["image"] = "acme/pg-pooler:4.5.4"
+    pgpool["image"] = "acme/pg-pooler:4.7.2"
     pgpool["volumeMounts"] = [{"name": "config", "mountPath": "/config"}]
     pgpool["env"] = []
     pgpool["securityContext"]["runAsUser"] = 0

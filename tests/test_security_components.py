@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.program_run import production_config
 from tests.test_kubedb_component import POSTGRES, postgres
 from tests.test_pgpool_component import container, env_of, pgpool_conf, volume
 
 POLICY = "networking.k8s.io/v1:NetworkPolicy"
 KUBEDB_PODS = {"app.kubernetes.io/name": "postgreses.kubedb.com", "app.kubernetes.io/instance": "pg",
                "app.kubernetes.io/managed-by": "kubedb.com"}
-PRODUCTION = {"production": "true", "deletionPolicy": "DoNotTerminate"}
 
 
 def policy(run, name: str) -> dict:
@@ -75,11 +75,20 @@ def test_production_protects_the_namespace_and_the_database(stack_run):
     guarded = {("kubernetes:core/v1:Namespace", "pgpool-dev"), (POSTGRES, "pg"),
                ("kubernetes:core/v1:Secret", "pg-auth"), ("kubernetes:core/v1:Secret", "pg-config"),
                ("kubernetes:core/v1:Secret", "pg-init")}
-    for overrides, expected in ((PRODUCTION, guarded), ({}, set())):
+    for overrides, expected in ((production_config(), guarded), ({}, set())):
         run = stack_run(**overrides)
         protected = {(r.type, r.name) for r in run.registrations if r.protect}
         retained = {(r.type, r.name) for r in run.registrations if r.retain_on_delete}
         assert protected == retained == expected, overrides
+
+
+def test_a_production_database_keeps_its_data_unless_told_how(stack_run):
+    """production alone is enough: its deletionPolicy defaults to one KubeDB keeps the data by, even over the dev
+    stack's WipeOut; Halt is honoured; outside production KubeDB's own default applies."""
+    assert postgres(stack_run(**production_config()))["spec"]["deletionPolicy"] == "DoNotTerminate"
+    halted = {**production_config(), "deletionPolicy": "Halt"}
+    assert postgres(stack_run(**halted))["spec"]["deletionPolicy"] == "Halt"
+    assert postgres(stack_run(deletionPolicy=None))["spec"]["deletionPolicy"] == "Delete"
 
 
 @pytest.mark.parametrize("kind", ["Issuer", "ClusterIssuer"])

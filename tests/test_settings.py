@@ -124,7 +124,9 @@ BAD_INPUTS = [
      "'template1'"),
     ({"pgpoolServiceType": "NodePort"}, "pgpool-k8s:pgpoolServiceType = 'NodePort': a NodePort opens Pgpool-II on "
      "every node's address"),
-    ({"production": "true"}, "pgpool-k8s:deletionPolicy = 'Delete': a production database must keep its data"),
+    ({"production": "true", "deletionPolicy": "Delete"},
+     "pgpool-k8s:deletionPolicy = 'Delete': a production database must keep its data when its object is deleted: use "
+     "Halt or DoNotTerminate, or leave it unset (DoNotTerminate in production)"),
     ({"production": "true", "deletionPolicy": "WipeOut"}, "pgpool-k8s:deletionPolicy = 'WipeOut': a production"),
     ({"production": "true", "deletionPolicy": "Halt", "networkPolicy": "false"},
      "pgpool-k8s:networkPolicy = False: a production stack admits only what must talk"),
@@ -160,12 +162,15 @@ def test_defaults_follow_the_guide():
     assert settings.prometheus.enabled and not settings.production
 
 
-def test_a_production_database_may_be_kept_or_halted():
+def test_a_production_database_keeps_its_data_by_default_and_may_be_halted():
+    assert load_settings(production_config(), "prod").database.deletion_policy == "DoNotTerminate"
+    assert load_settings({}, "dev").database.deletion_policy == "Delete"  # KubeDB's own default outside production
     for policy in ("DoNotTerminate", "Halt"):
-        settings = load_settings({"production": "true", "deletionPolicy": policy}, "prod")
-        assert settings.production and settings.pgpool.network_policy
+        settings = load_settings({**production_config(), "deletionPolicy": policy}, "prod")
+        assert settings.production and settings.pgpool.network_policy and settings.database.deletion_policy == policy
     # Other operators' databases are theirs: their deletion is not the stack's to guard.
-    assert load_settings({"production": "true", "operator": "zalando", "pgpoolMode": "env"}, "prod").production
+    assert load_settings({**production_config(), "operator": "zalando", "pgpoolMode": "env",
+                          "deletionPolicy": "Delete"}, "prod").production
 
 
 def test_backend_weight1_follows_the_standby_count_unless_set():
@@ -196,8 +201,8 @@ def test_production_is_explicit():
 def test_pulumi_yaml_declares_every_setting_with_the_same_default():
     block = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     declared = {key.split(":", 1)[1] for key in block}
-    # backendWeight1 is undeclared on purpose: a declared default would hide "follow the standby count".
-    assert declared == setting_keys() - {"backendWeight1"}
+    # Undeclared on purpose: a declared default would hide "follow the standby count" and "follow production".
+    assert declared == setting_keys() - {"backendWeight1", "deletionPolicy"}
     assert all(spec.get("description") and "type" in spec for spec in block.values())
     # What the engine hands the program for an empty stack is what the declarations default to.
     assert load_settings(project_defaults(), "dev") == load_settings({}, "dev")
@@ -354,8 +359,12 @@ def test_required_secrets_per_operator_and_mode():
 
 
 def test_dataclass_defaults_are_the_declared_ones():
-    assert DatabaseSettings().replicas == 3 and DatabaseSettings().standbys == 2
-    assert load_settings({}, "dev").database == DatabaseSettings()
+    # deletionPolicy has no default of its own: it follows production.
+    with pytest.raises(TypeError, match="deletion_policy"):
+        DatabaseSettings()
+    assert DatabaseSettings(deletion_policy="Delete").replicas == 3
+    assert DatabaseSettings(deletion_policy="Delete").standbys == 2
+    assert load_settings({}, "dev").database == DatabaseSettings(deletion_policy="Delete")
     # backendWeight1 has no default of its own: it follows the standbys, so a PgpoolSettings needs one given.
     with pytest.raises(TypeError, match="backend_weight1"):
         PgpoolSettings()

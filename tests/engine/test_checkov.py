@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.engine.harness import PROJECT, EngineProject
+from tests.engine.harness import EngineProject, override_config
 from tests.program_run import production_config
 
 STACKS = ("dev", "local", "prod")
@@ -82,10 +82,9 @@ def project(tmp_path_factory) -> EngineProject:
 def render(project: EngineProject, stack: str) -> Path:
     stack_file = project.dir / f"Pulumi.{stack}.yaml"
     document = yaml.safe_load(stack_file.read_text())
-    for key in CLUSTER_KEYS:
-        document["config"].pop(f"{PROJECT}:{key}", None)
+    override_config(document["config"], dict.fromkeys(CLUSTER_KEYS))
     if stack == "prod":  # the example leaves its images to be pinned by the digests its user verified
-        document["config"].update({f"{PROJECT}:{key}": value for key, value in production_config().items()})
+        override_config(document["config"], production_config())
     stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
     run = project.engine("up", stack)
     assert run.returncode == 0, run.output

@@ -12,6 +12,7 @@ import json
 import pytest
 
 from tests.engine.harness import EngineProject, EngineRun, first_up, module_project
+from tests.program_run import production_config
 
 STACK = "dev"
 ALLOW = ("--allow-database-replacement",)
@@ -98,7 +99,7 @@ def test_a_previous_superuser_password_in_plain_text_stops_up(project: EnginePro
 
 def test_a_production_stack_cannot_be_destroyed_while_its_database_is_protected(tmp_path_factory):
     project = module_project(tmp_path_factory, "production")  # a dev stack file without secrets to copy
-    project.write_stack_file("prod-like", {"production": "true", "deletionPolicy": "DoNotTerminate"})
+    project.write_stack_file("prod-like", production_config())  # deletionPolicy: production's default
     up = project.engine("up", "prod-like")
     assert up.returncode == 0, up.output
     state = json.loads(project.pulumi("stack", "export", "--stack", "prod-like"))["deployment"]["resources"]
