@@ -70,6 +70,7 @@ class PolicedStack:
 @pytest.fixture(scope="module")
 def policed(install: PgpoolInstall) -> Iterator[PolicedStack]:
     config, secrets = awkward_secrets()
+    config = {**config, "pgpoolImage": install.image}  # the files of the install's release
     run = run_program(config, secrets, "dev")
     stack = read_dev_stack(run, load_settings(config, "dev"))
     namespace = stack.settings.namespace

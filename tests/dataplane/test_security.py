@@ -140,7 +140,7 @@ def pem(cert: x509.Certificate) -> str:
 def tls_database(install: PgpoolInstall) -> Iterator[tuple[LocalDevStack, dict]]:
     """The dev stack with postgresTlsIssuer on a database that takes TLS only, with a certificate of
     the issuer's CA; and the Secret cert-manager would make for KubeDB's client (the CA Pgpool-II trusts)."""
-    stack = dev_stack(postgresTlsIssuer=ISSUER)
+    stack = dev_stack(postgresTlsIssuer=ISSUER, pgpoolImage=install.image)  # the files of the install's release
     authority = certificate_authority("pgpool-k8s test issuer")
     client_secret = {f"{stack.settings.database.cluster_name}-client-cert": {"ca.crt": pem(authority[1])}}
     local = LocalDevStack(stack, install)
