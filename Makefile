@@ -3,12 +3,16 @@ STACK ?= dev
 POLICY_CONFIG ?=
 SHELL := /bin/bash
 ENGINE := scripts/bootstrap.sh && source scripts/env.sh && .venv/bin/python scripts/engine.py
-POLICY_FLAGS := $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG))
+ALLOW_DATABASE_REPLACEMENT ?=
+POLICY_FLAGS := $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG)) \
+	$(if $(filter yes,$(ALLOW_DATABASE_REPLACEMENT)),--allow-database-replacement)
 
 .PHONY: up preview refresh destroy test init unit bench cluster-start cluster-stop
 
 ## The main job: bootstrap, create or select the stack, generate its missing secrets, preview with the policy
-## pack (stop on a mandatory violation), update; renders the manifests when no cluster is configured.
+## pack (stop on a mandatory violation, or on a plan that takes over an object the stack did not create or
+## deletes its namespace or database: ALLOW_DATABASE_REPLACEMENT=yes allows the latter once), update; renders
+## the manifests when no cluster is configured.
 up:
 	$(ENGINE) up --stack $(STACK) $(POLICY_FLAGS)
 

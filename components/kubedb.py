@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.database_config import render_init_sql, render_user_conf
+from components.database_config import render_user_conf
+from components.password_rotation_config import render_roles_sql
 from components.k8s_secret import kubernetes_secret
 from components.settings import DatabaseSettings
 from components.stack_secrets import Credential
@@ -37,6 +38,8 @@ class KubeDBPostgresArgs:
     prometheus_operator: bool = False
     service_monitor_labels: dict[str, str] = field(default_factory=dict)
     """Extra labels on KubeDB's ServiceMonitor, for the Prometheus Operator's serviceMonitorSelector."""
+    network_policy: dict | None = None
+    """The database's pods' NetworkPolicy spec (components/network_policy.py); None: none."""
 
 
 class KubeDBPostgres(pulumi.ComponentResource):
@@ -55,7 +58,9 @@ class KubeDBPostgres(pulumi.ComponentResource):
     def __init__(self, name: str, args: KubeDBPostgresArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("pgpool-k8s:index:KubeDBPostgres", name, None, opts)
         db, ns = args.database, args.namespace
-        child = pulumi.ResourceOptions(parent=self)
+        # A production database outlives a destroy, a rename or a replacement: Pulumi refuses to delete these
+        # (protect) until `pulumi state unprotect`, and even then leaves them in the cluster (retainOnDelete).
+        child = pulumi.ResourceOptions(parent=self, protect=args.production, retain_on_delete=args.production)
         labels = metadata_labels(db.cluster_name, "postgres", args.production)
         backends = db.backends
         names = SecretNames(backends.credentials_secret, f"{db.cluster_name}-config", f"{db.cluster_name}-init")
@@ -65,8 +70,8 @@ class KubeDBPostgres(pulumi.ComponentResource):
                               "kubernetes.io/basic-auth"),
             kubernetes_secret(names.config, ns, labels, {"user.conf": render_user_conf(db, args.password_encryption)},
                               child),
-            kubernetes_secret(names.init, ns, labels, {"init.sql": render_init_sql(args.roles, args.monitor_user)},
-                              child),
+            kubernetes_secret(names.init, ns, labels, {"init.sql": render_roles_sql(
+                args.roles, args.monitor_user, args.password_encryption, ns)}, child),
         ]
         self.postgres = k8s.apiextensions.CustomResource(
             db.cluster_name,
@@ -76,6 +81,10 @@ class KubeDBPostgres(pulumi.ComponentResource):
             spec=postgres_spec(args, names, labels),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=secrets)),
         )
+        if args.network_policy is not None:
+            k8s.networking.v1.NetworkPolicy(
+                db.cluster_name, metadata={"name": db.cluster_name, "namespace": ns, "labels": labels},
+                spec=args.network_policy, opts=pulumi.ResourceOptions(parent=self))
         self.primary_service = backends.primary_service
         self.standby_service = backends.replica_service
         self.port = db.port
@@ -118,6 +127,12 @@ def postgres_spec(args: KubeDBPostgresArgs, names: SecretNames, labels: dict[str
         "storage": storage,
         "deletionPolicy": db.deletion_policy,
     }
+    if db.tls_issuer:
+        # KubeDB has cert-manager issue the server's and clients' certificates; PostgreSQL then admits TCP
+        # clients only over TLS (hostssl), and the standbys verify the primary's certificate chain, as
+        # Pgpool-II verifies every backend's (ssl_ca_cert).
+        spec["tls"] = {"issuerRef": {"apiGroup": "cert-manager.io", "kind": db.tls_issuer_kind, "name": db.tls_issuer}}
+        spec["sslMode"] = "verify-ca"
     if db.monitoring:
         spec["monitor"] = {
             "agent": "prometheus.io/operator" if args.prometheus_operator else "prometheus.io/builtin",

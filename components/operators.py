@@ -37,6 +37,9 @@ class Backends:
     """Secret holding the superuser's name and password."""
     username_key: str = "username"
     password_key: str = "password"
+    ca_secret: str = ""
+    """Secret whose key ca.crt signed the backends' certificates, which Pgpool-II verifies; "" when the stack
+    asked for no TLS to them (Pgpool-II then still uses TLS where the server offers it, unverified)."""
 
     def host(self, service: str, namespace: str) -> str:
         """Fully qualified name, so Pgpool-II resolves it from any namespace."""
@@ -71,6 +74,12 @@ class Operator:
     """What it must be told before the superuser's Secret exists; "" when nothing."""
     hosts_from_settings: bool = False
     """Its hosts and Secret are named by externalPrimaryHost, externalReplicaHost, externalCredentialsSecret."""
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels (templates of {cluster}) that select its database's pods, where the stack writes their
+    NetworkPolicy; empty: the operator's own policies guard them."""
+
+    def database_pods(self, db: DatabaseNames) -> dict[str, str]:
+        return {key: value.format(cluster=db.cluster_name) for key, value in self.pod_labels.items()}
 
     def backends(self, db: DatabaseNames) -> Backends:
         names = {"cluster": db.cluster_name, "superuser": db.superuser, "primary_host": db.primary_host,
@@ -89,7 +98,10 @@ class Operator:
 OPERATORS: Mapping[str, Operator] = {
     "kubedb": Operator(
         "{cluster}", "{cluster}-standby", "{cluster}-auth",
-        created_by_stack=True, exporter_service="{cluster}-stats"),  # the superuser also streams the replication
+        created_by_stack=True, exporter_service="{cluster}-stats",  # the superuser also streams the replication
+        # KubeDB's Postgres.OffshootSelectors (kubedb/apimachinery apis/kubedb/v1/postgres_helpers.go).
+        pod_labels={"app.kubernetes.io/name": "postgreses.kubedb.com", "app.kubernetes.io/instance": "{cluster}",
+                    "app.kubernetes.io/managed-by": "kubedb.com"}),
     "zalando": Operator(
         "{cluster}", "{cluster}-repl", "{superuser}.{cluster}.credentials.postgresql.acid.zalan.do",
         owned_roles={"standby": "the replication user, operator setting replication_username",

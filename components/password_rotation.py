@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 from components import password_rotation_config as rotation
 from components.k8s_secret import kubernetes_secret
 from components.operators import Backends
-from components.pgpool_config import config_checksum
+from components.pgpool_config import CA_FILE, config_checksum
 from components.settings import DatabaseSettings
 from components.stack_secrets import PgpoolSecrets
 from components.workload import container_security_context, metadata_labels, resources, restricted_pod_spec
@@ -23,6 +23,8 @@ COMPONENT = "password-rotation"
 UID = 70  # the postgres user of the postgres:*-alpine images
 SUPERUSER_DIR = "/etc/pgpool-k8s/superuser"
 ROTATION_DIR = "/etc/pgpool-k8s/rotation"
+CA_DIR = "/etc/pgpool-k8s/postgres-ca"
+"""The CA of PostgreSQL's certificates (Backends.ca_secret), when the stack asked for TLS to it."""
 DEADLINE_SECONDS = 30 * 60
 """How long one run may wait for a new database to accept connections (KubeDB takes minutes)."""
 
@@ -96,6 +98,10 @@ def rotation_files(args: PasswordRotationArgs) -> dict[str, str]:
 
 def _container(args: PasswordRotationArgs) -> dict:
     backends = args.backends
+    # With the database's CA, psql verifies its certificate chain, as Pgpool-II does (ssl_ca_cert).
+    tls = [{"name": "PGSSLMODE", "value": "verify-ca"},
+           {"name": "PGSSLROOTCERT", "value": f"{CA_DIR}/{CA_FILE}"}] if backends.ca_secret else []
+    mounts = [{"name": "postgres-ca", "mount_path": CA_DIR, "read_only": True}] if backends.ca_secret else []
     return {
         "name": "set-passwords",
         "image": args.database.client_image,
@@ -106,10 +112,12 @@ def _container(args: PasswordRotationArgs) -> dict:
             {"name": "PGDATABASE", "value": "postgres"},
             {"name": "PGCONNECT_TIMEOUT", "value": "10"},
             {"name": "PGAPPNAME", "value": f"pgpool-k8s-{COMPONENT}"},
+            *tls,
         ],
         "volume_mounts": [
             {"name": "superuser", "mount_path": SUPERUSER_DIR, "read_only": True},
             {"name": "roles", "mount_path": ROTATION_DIR, "read_only": True},
+            *mounts,
         ],
         "resources": resources("10m", "16Mi", "200m", "64Mi"),
         "security_context": container_security_context(UID),
@@ -127,6 +135,9 @@ def job_spec(args: PasswordRotationArgs, roles_secret: object, labels: dict, fil
                                          "items": superuser_files, "default_mode": 0o440}},
         {"name": "roles", "secret": {"secret_name": roles_secret, "default_mode": 0o440}},
     ]
+    if backends.ca_secret:
+        volumes.append({"name": "postgres-ca", "secret": {
+            "secret_name": backends.ca_secret, "items": [{"key": CA_FILE, "path": CA_FILE}], "default_mode": 0o444}})
     checksum = config_checksum(*[f"{key}\n{value}" for key, value in sorted(files.items())])
     return {
         "backoff_limit": 4,

@@ -45,6 +45,9 @@ SSL_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL"
 ssl_min_protocol_version (4.3 to 4.5 ignore the name), but TLS 1.0/1.1 cannot use these suites,
 so they are the minimum-version setting."""
 LOG_LINE_PREFIX = "%m: %a pid %p: "
+BACKEND_CA_DIR = "/etc/pgpool-postgres-ca"
+CA_FILE = "ca.crt"
+"""The CA of PostgreSQL's certificates (Backends.ca_secret), mounted here; read in place, as it is no secret."""
 
 
 @dataclass(frozen=True)
@@ -360,9 +363,12 @@ def _client_auth(pgpool: PgpoolSettings, backends: Backends, namespace: str, pat
 
 def _tls(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
     files = (("ssl_key", PurePosixPath(paths.tls_key)), ("ssl_cert", PurePosixPath(paths.tls_cert)))
+    # Not a PurePosixPath: the image's entrypoint does not manage it, so env mode passes it on too.
+    verify = (("ssl_ca_cert", posixpath.join(BACKEND_CA_DIR, CA_FILE)),) if pgpool.ssl and backends.ca_secret else ()
     return ("Guide 'TLS settings': AEAD suites only, so TLS 1.2 at least.", (
         ("ssl", pgpool.ssl),
         *(files if pgpool.ssl else ()),
+        *verify,
         ("ssl_ciphers", SSL_CIPHERS),
         ("ssl_prefer_server_ciphers", True),
     ))

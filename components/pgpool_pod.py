@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from components import pgpool_config as conf
+from components.network_policy import ingress_policy, peer
 from components.pgpool_config import PROBE_DATABASE, PgpoolArgs, PgpoolFiles
 from components.pgpool_image import PGPOOL_IMAGE
 from components.settings import PgpoolSettings, env_prefix
@@ -276,10 +277,16 @@ def pod_plan(args: PgpoolArgs, files: PgpoolFiles, objects: PodObjects) -> PodPl
     ports = [{"name": "postgres", "container_port": s.port}]
     if s.pcp_over_tcp:
         ports.append({"name": "pcp", "container_port": s.pcp_port})
+    volumes, mounts = mode.volumes(objects), mode.mounts(tls)
+    if args.backends.ca_secret and s.ssl:  # the CA Pgpool-II verifies PostgreSQL's certificates with
+        volumes.append({"name": "postgres-ca", "secret": {
+            "secret_name": args.backends.ca_secret, "items": [{"key": conf.CA_FILE, "path": conf.CA_FILE}],
+            "default_mode": 0o444}})
+        mounts.append({"name": "postgres-ca", "mount_path": conf.BACKEND_CA_DIR, "read_only": True})
     return PodPlan(
         env=mode.env(args, objects, files) + probe_env,
-        volumes=mode.volumes(objects),
-        mounts=mode.mounts(tls),
+        volumes=volumes,
+        mounts=mounts,
         init_mounts=mode.init_mounts(tls),
         init_command=copy_script(mode.copies(files, tls)),
         command=mode.command,
@@ -392,26 +399,15 @@ def pgpool_workload(args: PgpoolArgs, files: PgpoolFiles, objects: PodObjects, l
 # --- who may reach it, and how many may go at once ------------------------------------------------
 
 
-def _peer(namespace_labels: tuple[tuple[str, str], ...], pod_labels: tuple[tuple[str, str], ...]) -> dict:
-    """Pods by labels in namespaces by labels; no namespace labels means the stack's namespace."""
-    peer = {}
-    if namespace_labels:
-        peer["namespace_selector"] = {"match_labels": dict(namespace_labels)}
-    peer["pod_selector"] = {"match_labels": dict(pod_labels)}
-    return peer
-
-
 def network_policy_spec(s: PgpoolSettings, selector: dict[str, str], prometheus_peer: dict) -> dict:
     """Clients to Pgpool-II's port, Prometheus to the exporter's, the named PCP clients to PCP (only
     with pcpOverTcp); nothing else gets in."""
-    ingress = [{"from_": [_peer(s.client_namespace_labels, s.client_pod_labels)],
-                "ports": [{"port": s.port, "protocol": "TCP"}]}]
+    rules = [([peer(s.client_namespace_labels, s.client_pod_labels)], [s.port])]
     if prometheus_peer:
-        ingress.append({"from_": [prometheus_peer], "ports": [{"port": s.exporter_port, "protocol": "TCP"}]})
+        rules.append(([prometheus_peer], [s.exporter_port]))
     if s.pcp_over_tcp:
-        ingress.append({"from_": [_peer(s.pcp_client_namespace_labels, s.pcp_client_pod_labels)],
-                        "ports": [{"port": s.pcp_port, "protocol": "TCP"}]})
-    return {"pod_selector": {"match_labels": selector}, "policy_types": ["Ingress"], "ingress": ingress}
+        rules.append(([peer(s.pcp_client_namespace_labels, s.pcp_client_pod_labels)], [s.pcp_port]))
+    return ingress_policy(selector, rules)
 
 
 def disruption_budget_spec(selector: dict[str, str]) -> dict:

@@ -17,6 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mon
+from components.network_policy import prometheus_policy_spec
 from components.settings import PrometheusSettings
 from components.workload import (
     container_security_context,
@@ -48,6 +49,8 @@ class PrometheusArgs:
     postgres_metrics_service: str
     """The Service in front of the postgres_exporter sidecars (for the rules); "" when unknown."""
     production: bool = False
+    network_policy: bool = False
+    """Admit only the named clients to the server (components/network_policy.py)."""
 
 
 class Prometheus(pulumi.ComponentResource):
@@ -144,6 +147,11 @@ class Prometheus(pulumi.ComponentResource):
             spec={"selector": POD_LABELS, "ports": [{"name": "web", "port": PORT, "target_port": "web"}]},
             opts=child,
         )
+        if args.network_policy:
+            k8s.networking.v1.NetworkPolicy(
+                NAME, metadata={"name": NAME, "namespace": ns, "labels": labels},
+                spec=prometheus_policy_spec(POD_LABELS, PORT, s.client_namespace_labels, s.client_pod_labels),
+                opts=child)
 
     @staticmethod
     def _data_volume(args: PrometheusArgs, labels: dict, child: pulumi.ResourceOptions) -> dict:

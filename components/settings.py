@@ -15,10 +15,11 @@ depends on another setting, and run scripts/config_reference.py (README, "Adding
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterator, Mapping
 
 from components.config_schema import (  # PROJECT and SettingsError: the settings layer's, for its callers
     PROJECT,
@@ -79,6 +80,19 @@ QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 ALL_NAMESPACES = "*"
 DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
 
+RESERVED_ROLE_PREFIX = "pg_"
+RESERVED_ROLES = frozenset({"public", "none"})
+"""Role names PostgreSQL refuses to create or alter (src/backend/commands/user.c: 'role name ... is reserved')."""
+CLUSTER_DATABASES = frozenset({"postgres", "template0", "template1"})
+"""Databases every PostgreSQL cluster has: an application user of such a name would not own its database."""
+ISSUER_KINDS = ("Issuer", "ClusterIssuer")
+DATA_KEEPING_POLICIES = ("Halt", "DoNotTerminate")
+"""KubeDB deletionPolicies that keep the database's volumes when the Postgres object is deleted."""
+DELETION_POLICY = "Delete"
+"""KubeDB's own default: the volumes go with the Postgres object."""
+PRODUCTION_DELETION_POLICY = "DoNotTerminate"
+"""A production stack's default: KubeDB refuses to delete the Postgres object at all."""
+
 DNS_FIX = "use lower-case letters, digits and '-' (a DNS label of at most 63 characters)"
 ROLE_FIX = "use a lower-case PostgreSQL role name: a-z, 0-9 and '_', not starting with a digit"
 NAME = Pattern(DNS_LABEL, DNS_FIX)
@@ -96,6 +110,19 @@ class RoleName(Kind):
             fail(key, name, ROLE_FIX)
         elif len(name.encode()) > MAX_NAME_BYTES:
             fail(key, name, f"user names are limited to {MAX_NAME_BYTES} bytes by pgpool; shorten it")
+        return name
+
+
+@dataclass(frozen=True)
+class DatabaseRole(RoleName):
+    """A role the stack creates or logs in as in PostgreSQL: not one of the names PostgreSQL reserves."""
+
+    def read(self, key: str, value: Any, default: Any, fail: Callable[[str, Any, str], None]) -> Any:
+        name = super().read(key, value, default, fail)
+        if name.startswith(RESERVED_ROLE_PREFIX) or name in RESERVED_ROLES:
+            fail(key, name, f"PostgreSQL reserves role names starting with {RESERVED_ROLE_PREFIX!r} and the names "
+                 f"{', '.join(sorted(RESERVED_ROLES))}: it refuses to create or alter such a role, so KubeDB's init.sql "
+                 "and the password Job would fail on every run; choose another name")
         return name
 
 
@@ -124,8 +151,10 @@ class DatabaseSettings:
         Pattern(DNS_SUBDOMAIN, "use a StorageClass name, or leave empty for the cluster default", allow_empty=True),
         "StorageClass of the data volumes; empty uses the cluster default.")
     storage_size: str = setting("storageSize", "1Gi", STORAGE_SIZE, "Size of each PostgreSQL data volume.")
-    deletion_policy: str = setting("deletionPolicy", "Delete", Choice(DELETION_POLICIES),
-                                   "KubeDB deletionPolicy: Delete, Halt, WipeOut or DoNotTerminate.")
+    deletion_policy: str = setting(
+        "deletionPolicy", None, Choice(DELETION_POLICIES),
+        "KubeDB deletionPolicy: Delete, Halt, WipeOut or DoNotTerminate. A production stack keeps its data: "
+        "DoNotTerminate or Halt.", derived=f"{PRODUCTION_DELETION_POLICY} with production, else {DELETION_POLICY}")
     monitoring: bool = setting("postgresMonitoring", True, Boolean(),
                                "Run KubeDB's postgres_exporter beside PostgreSQL for Prometheus.")
     port: int = setting("postgresPort", 5432, PORT, "PostgreSQL port of both backend Services.")
@@ -137,7 +166,7 @@ class DatabaseSettings:
         "postgresSuperuserReservedConnections", 3, Integer(0, 262143),
         "superuser_reserved_connections of each PostgreSQL server.")
     superuser: str = setting(
-        "postgresSuperuser", "postgres", Pattern(PG_ROLE, ROLE_FIX),
+        "postgresSuperuser", "postgres", DatabaseRole(),
         "The superuser in the operator's credentials Secret (KubeDB <clusterName>-auth, Zalando "
         "postgres.<clusterName>.credentials..., Crunchy <clusterName>-pguser-postgres, CloudNativePG "
         "<clusterName>-superuser); the password Job logs in as it.")
@@ -151,6 +180,19 @@ class DatabaseSettings:
                                 "Only for operator external, the read-only host name.")
     credentials_secret: str = setting("externalCredentialsSecret", "", Text(),
                                       "Only for operator external, a Secret with keys username and password.")
+    tls_issuer: str = setting(
+        "postgresTlsIssuer", "",
+        Pattern(DNS_SUBDOMAIN, "use the name of a cert-manager Issuer (or ClusterIssuer), or leave empty",
+                allow_empty=True),
+        "Only with KubeDB: a cert-manager Issuer (or ClusterIssuer, postgresTlsIssuerKind) that issues "
+        "PostgreSQL's certificates (spec.tls); PostgreSQL then takes TCP clients only over TLS and Pgpool-II "
+        "verifies it against the issuer's CA. Needs cert-manager and KubeDB's TLS support; empty leaves the hop "
+        "from Pgpool-II to PostgreSQL in clear text.")
+    tls_issuer_kind: str = setting("postgresTlsIssuerKind", "Issuer", Choice(ISSUER_KINDS),
+                                   "Kind of postgresTlsIssuer: Issuer (in the stack's namespace) or ClusterIssuer.")
+    operator_namespace: str = setting(
+        "kubedbOperatorNamespace", "kubedb", NAME,
+        "Namespace of the KubeDB operator, which the database's NetworkPolicy admits to PostgreSQL's pods.")
 
     @property
     def standbys(self) -> int:
@@ -168,11 +210,16 @@ class DatabaseSettings:
 
     @property
     def backends(self) -> Backends:
-        return self.operator_facts.backends(self)
+        return dataclasses.replace(self.operator_facts.backends(self), ca_secret=self.ca_secret)
 
     @property
     def owned_roles(self) -> dict[str, str]:
         return self.operator_facts.roles_owned(self)
+
+    @property
+    def ca_secret(self) -> str:
+        """The Secret holding the CA of PostgreSQL's certificates (KubeDB's client certificate's), "" without TLS."""
+        return f"{self.cluster_name}-client-cert" if self.tls_issuer else ""
 
     @property
     def exporter_service(self) -> str:
@@ -261,8 +308,10 @@ class PgpoolSettings:
         "A kubernetes.io/tls Secret of yours; empty uses the certificate generated for the stack.")
     service_type: str = setting("pgpoolServiceType", "ClusterIP", Choice(SERVICE_TYPES),
                                 "Service type of Pgpool-II (ClusterIP, NodePort, LoadBalancer).")
-    network_policy: bool = setting("networkPolicy", False, Boolean(),
-                                   "Admit only chosen clients to Pgpool-II, and only Prometheus to its metrics.")
+    network_policy: bool = setting(
+        "networkPolicy", True, Boolean(),
+        "NetworkPolicies admitting only what must talk: clients to Pgpool-II, Pgpool-II and the password Job to "
+        "KubeDB's PostgreSQL, Prometheus to the exporters, the named clients to Prometheus. Required in production.")
     client_namespace_labels: tuple[tuple[str, str], ...] = setting(
         "networkPolicyClientNamespaceLabels", (), Labels(),
         "Namespace labels (key=value) of clients admitted by the NetworkPolicy; empty means the stack's namespace.")
@@ -336,6 +385,13 @@ class PrometheusSettings:
     grafana_dashboard: bool = setting(
         "grafanaDashboard", True, Boolean(),
         "A Grafana dashboard ConfigMap labelled grafana_dashboard=1 for Grafana's sidecar.")
+    client_namespace_labels: tuple[tuple[str, str], ...] = setting(
+        "prometheusClientNamespaceLabels", (), Labels(),
+        "With networkPolicy, namespace labels (key=value) of the clients (Grafana) the stack's Prometheus admits; "
+        "empty means the stack's namespace when prometheusClientPodLabels is set, else no client.")
+    client_pod_labels: tuple[tuple[str, str], ...] = setting(
+        "prometheusClientPodLabels", (), Labels(),
+        "With networkPolicy, pod labels (key=value) of the clients the stack's Prometheus admits.")
 
     @property
     def cluster_wide(self) -> bool:
@@ -375,7 +431,8 @@ class StackSettings:
     production: bool = setting(
         "production", False, Boolean(),
         "Production stack: labels objects environment=production, which the policy pack holds to stricter rules "
-        "(TLS required).")
+        "(TLS, NetworkPolicies); needs networkPolicy and a deletionPolicy that keeps data (DoNotTerminate unless "
+        "set); the namespace and the KubeDB database are protected from deletion (protect, retainOnDelete).")
     pod_security_enforce: str = setting(
         "podSecurityEnforce", "baseline", Choice(POD_SECURITY_LEVELS),
         "Pod Security level the namespace enforces: baseline (KubeDB's PostgreSQL pods run in it), or restricted "
@@ -383,11 +440,14 @@ class StackSettings:
         "warns and audits at restricted.")
     allow_load_balancer: bool = setting("allowLoadBalancer", False, Boolean(),
                                         "Allow pgpoolServiceType LoadBalancer.")
+    allow_node_port: bool = setting(
+        "allowNodePort", False, Boolean(),
+        "Allow pgpoolServiceType NodePort, which opens Pgpool-II on every node's address.")
     app_users: tuple[str, ...] = setting(
-        "users", ("app",), Strings(item=RoleName()),
+        "users", ("app",), Strings(item=DatabaseRole()),
         "Application users; each gets a pool_passwd entry, a Secret, and (with KubeDB) a role and a database.")
     pcp_user: str = setting("pcpUser", "pcp", RoleName(), "PCP user (pcp.conf).")
-    monitor_user: str = setting("monitorUser", "monitor", RoleName(),
+    monitor_user: str = setting("monitorUser", "monitor", DatabaseRole(),
                                 "User the exporter and the readiness probe log in as (pg_monitor with KubeDB).")
 
 
@@ -406,7 +466,9 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
     def fail(key: str, value: Any, fix: str) -> None:
         problems.append(problem(key, value, fix))
 
-    database = DatabaseSettings(**read_fields(DatabaseSettings, raw, fail))
+    stack_fields = read_fields(StackSettings, raw, fail)
+    deletion_policy = PRODUCTION_DELETION_POLICY if stack_fields["production"] else DELETION_POLICY
+    database = DatabaseSettings(**read_fields(DatabaseSettings, raw, fail, derived={"deletionPolicy": deletion_policy}))
     settings = StackSettings(
         stack=stack,
         database=database,
@@ -414,7 +476,7 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
                                             derived={"backendWeight1": max(database.standbys, 0)})),
         prometheus=PrometheusSettings(**read_fields(PrometheusSettings, raw, fail)),
         target=cluster_target(raw),
-        **read_fields(StackSettings, raw, fail),
+        **stack_fields,
     )
     for rule in RULES:
         for key, value, fix in rule(settings):
@@ -439,14 +501,24 @@ SECRET_KEYS = ("dbPassword", "dbPasswordPrevious", "poolKey", "pcpPassword", "mo
 """Secret config keys (components/stack_secrets.py reads them); userPasswords is an object user -> password."""
 
 
-def unknown_keys(raw: Mapping[str, Any]) -> list[str]:
-    """Problems for config keys that nothing reads: usually a typo, silently ignored otherwise."""
+SECRET_LOOKING = re.compile(r"pass|secret|token|key|cert|pem", re.IGNORECASE)
+"""Key names whose values may be secrets, whatever the key is."""
+
+
+def unknown_keys(raw: Mapping[str, Any], secret_keys: Collection[str] = ()) -> list[str]:
+    """Problems for config keys that nothing reads: usually a typo, silently ignored otherwise.
+
+    The value is shown only for a plain entry that neither looks like nor resembles a secret: a
+    mistyped secret key (dbpassword, tlskey) holds a password or a private key, encrypted or not."""
     known = setting_keys() | set(SECRET_KEYS)
     problems = []
     for key in sorted(set(raw) - known):
         close = difflib.get_close_matches(key, sorted(known), n=1)
         fix = f"did you mean {close[0]}?" if close else "remove it (see the README's configuration reference)"
-        problems.append(problem(key, raw[key], f"unknown setting; {fix}"))
+        if key in secret_keys or SECRET_LOOKING.search(key) or (close and close[0] in SECRET_KEYS):
+            problems.append(f"{PROJECT}:{key} (value not shown): unknown setting; {fix}")
+        else:
+            problems.append(problem(key, raw[key], f"unknown setting; {fix}"))
     return problems
 
 
@@ -664,9 +736,50 @@ def memory_limit_fits_the_children(s: StackSettings) -> Problems:
                f"raise it to at least {needed:.0f}Mi or lower numInitChildren")
 
 
-def load_balancer_allowed(s: StackSettings) -> Problems:
+def exposure_allowed(s: StackSettings) -> Problems:
     if s.pgpool.service_type == "LoadBalancer" and not s.allow_load_balancer:
         yield "pgpoolServiceType", "LoadBalancer", "exposing Pgpool-II outside the cluster needs allowLoadBalancer = true"
+    if s.pgpool.service_type == "NodePort" and not s.allow_node_port:
+        yield ("pgpoolServiceType", "NodePort", "a NodePort opens Pgpool-II on every node's address, to whoever "
+               "reaches a node: use ClusterIP, or set allowNodePort = true if that is intended")
+
+
+def app_users_own_their_databases(s: StackSettings) -> Problems:
+    for name in s.app_users:
+        if name in CLUSTER_DATABASES:
+            yield ("users", name, f"every PostgreSQL cluster already has a database {name!r}, which the user would "
+                   "not own; choose another name")
+
+
+def production_keeps_data_and_isolates(s: StackSettings) -> Problems:
+    if not s.production:
+        return
+    if s.database.operator_facts.created_by_stack and s.database.deletion_policy not in DATA_KEEPING_POLICIES:
+        yield ("deletionPolicy", s.database.deletion_policy,
+               f"a production database must keep its data when its object is deleted: use "
+               f"{' or '.join(DATA_KEEPING_POLICIES)}, or leave it unset ({PRODUCTION_DELETION_POLICY} in production)")
+    if not s.pgpool.network_policy:
+        yield ("networkPolicy", False, "a production stack admits only what must talk to PostgreSQL, Pgpool-II and "
+               "Prometheus: set networkPolicy to true")
+
+
+def backend_tls_agrees(s: StackSettings) -> Problems:
+    db = s.database
+    if db.tls_issuer and not db.operator_facts.created_by_stack:
+        yield ("postgresTlsIssuer", db.tls_issuer, f"only used with operator kubedb (this stack creates the database); "
+               f"{db.operator} configures its own TLS: remove it")
+    elif db.tls_issuer and not s.pgpool.ssl:
+        yield ("postgresTlsIssuer", db.tls_issuer, "PostgreSQL then takes clients only over TLS, and Pgpool-II "
+               "connects to its backends with TLS only when ssl is on: set ssl to true")
+
+
+def prometheus_clients_need_network_policy(s: StackSettings) -> Problems:
+    pr = s.prometheus
+    if (pr.client_namespace_labels or pr.client_pod_labels) and (not s.pgpool.network_policy or pr.operator):
+        yield ("prometheusClientPodLabels" if pr.client_pod_labels else "prometheusClientNamespaceLabels",
+               [f"{k}={v}" for k, v in pr.client_namespace_labels + pr.client_pod_labels],
+               "only used by the NetworkPolicy of the stack's own Prometheus server (networkPolicy true, "
+               "prometheusOperator false): set those or remove them")
 
 
 def discovery_namespaces_agree(s: StackSettings) -> Problems:
@@ -693,7 +806,8 @@ RULES: tuple[Callable[[StackSettings], Problems], ...] = (
     an_application_user, pcp_user_fits_the_pcp_client, env_mode_user_prefixes, users_not_owned_by_the_operator,
     users_unique, sr_check_user_in_pool_passwd, a_release_without_known_vulnerabilities,
     dynamic_process_management_from_4_4, production_pins_digests, memory_limit_fits_the_children,
-    load_balancer_allowed, discovery_namespaces_agree, operator_labels_need_the_operator,
+    exposure_allowed, discovery_namespaces_agree, operator_labels_need_the_operator, app_users_own_their_databases,
+    production_keeps_data_and_isolates, backend_tls_agrees, prometheus_clients_need_network_policy,
 )
 """Every rule load_settings applies, in the order their problems are listed."""
 

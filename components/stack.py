@@ -9,15 +9,20 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.kubedb import EXPORTER_PORT as KUBEDB_EXPORTER_PORT
 from components.kubedb import KubeDBPostgres, KubeDBPostgresArgs
+from components.network_policy import database_policy_spec, peer
+from components.ownership import marking, owner
+from components.password_rotation import COMPONENT as PASSWORD_JOB_COMPONENT
 from components.password_rotation import PasswordRotation, PasswordRotationArgs
+from components.pgpool import COMPONENT as PGPOOL_COMPONENT
 from components.pgpool import Pgpool, metrics_selector, metrics_service_name
 from components.pgpool_config import PgpoolArgs
 from components.prometheus import POD_LABELS as PROMETHEUS_POD_LABELS
 from components.prometheus import Prometheus, PrometheusArgs
-from components.settings import PrometheusSettings, StackSettings
+from components.settings import PROJECT, PrometheusSettings, StackSettings
 from components.stack_secrets import PgpoolSecrets
-from components.workload import PART_OF, service_host
+from components.workload import PART_OF, selector_labels, service_host
 
 
 class PgpoolStack(pulumi.ComponentResource):
@@ -37,7 +42,9 @@ class PgpoolStack(pulumi.ComponentResource):
 
     def __init__(self, name: str, settings: StackSettings, secrets: PgpoolSecrets,
                  opts: pulumi.ResourceOptions | None = None):
-        super().__init__("pgpool-k8s:index:PgpoolStack", name, None, opts)
+        # Every object below says it is this stack's (components/ownership.py).
+        marks = pulumi.ResourceOptions(transformations=[marking(owner(PROJECT, settings.stack))])
+        super().__init__("pgpool-k8s:index:PgpoolStack", name, None, pulumi.ResourceOptions.merge(opts, marks))
         namespace = self._namespace(settings)
         passwords = self._passwords(settings, secrets, [namespace, *self._database(settings, secrets, namespace)])
         pgpool = Pgpool(settings.pgpool.name, PgpoolArgs(
@@ -52,6 +59,8 @@ class PgpoolStack(pulumi.ComponentResource):
         self._outputs(settings, namespace, pgpool)
 
     def _namespace(self, settings: StackSettings) -> k8s.core.v1.Namespace:
+        # A production namespace holds the database's volumes: Pulumi refuses to delete it until `pulumi state
+        # unprotect`, and even then leaves it in the cluster.
         return k8s.core.v1.Namespace(
             settings.namespace,
             metadata={"name": settings.namespace, "labels": {
@@ -61,7 +70,7 @@ class PgpoolStack(pulumi.ComponentResource):
                 "pod-security.kubernetes.io/warn": "restricted",
                 "pod-security.kubernetes.io/audit": "restricted",
             }},
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, protect=settings.production, retain_on_delete=settings.production),
         )
 
     def _database(self, settings: StackSettings, secrets: PgpoolSecrets,
@@ -80,11 +89,12 @@ class PgpoolStack(pulumi.ComponentResource):
             production=settings.production,
             prometheus_operator=settings.prometheus.enabled and settings.prometheus.operator,
             service_monitor_labels=dict(settings.prometheus.operator_labels),
+            network_policy=database_network_policy(settings),
         ), pulumi.ResourceOptions(parent=self, depends_on=[namespace]))]
 
     def _passwords(self, settings: StackSettings, secrets: PgpoolSecrets,
                    database_ready: list[pulumi.Resource]) -> PasswordRotation:
-        return PasswordRotation(f"{settings.pgpool.name}-passwords", PasswordRotationArgs(
+        return PasswordRotation(password_job_name(settings), PasswordRotationArgs(
             database=settings.database,
             backends=settings.database.backends,
             namespace=settings.namespace,
@@ -105,6 +115,7 @@ class PgpoolStack(pulumi.ComponentResource):
             # The operator's exporters' Service, where the stack knows one.
             postgres_metrics_service=settings.database.exporter_service,
             production=settings.production,
+            network_policy=settings.pgpool.network_policy,
         ), pulumi.ResourceOptions(parent=self, depends_on=[namespace])).url
 
     def _outputs(self, settings: StackSettings, namespace: k8s.core.v1.Namespace, pgpool: Pgpool) -> None:
@@ -140,3 +151,20 @@ def prometheus_peer(prometheus: PrometheusSettings) -> dict:
         return {"namespace_selector": {}, "pod_selector": {"match_labels": {
             "app.kubernetes.io/name": "prometheus", "app.kubernetes.io/managed-by": "prometheus-operator"}}}
     return {"pod_selector": {"match_labels": PROMETHEUS_POD_LABELS}}
+
+
+def password_job_name(settings: StackSettings) -> str:
+    return f"{settings.pgpool.name}-passwords"
+
+
+def database_network_policy(settings: StackSettings) -> dict | None:
+    """Who reaches the database's pods: Pgpool-II and the password Job, the database itself, its operator,
+    Prometheus; None without networkPolicy, or when the operator's pods are not the stack's to guard."""
+    db = settings.database
+    pods = db.operator_facts.database_pods(db)
+    if not settings.pgpool.network_policy or not pods:
+        return None
+    clients = [peer((), selector_labels(settings.pgpool.name, PGPOOL_COMPONENT)),
+               peer((), selector_labels(password_job_name(settings), PASSWORD_JOB_COMPONENT))]
+    return database_policy_spec(pods, db.port, clients, db.operator_namespace, prometheus_peer(settings.prometheus),
+                                KUBEDB_EXPORTER_PORT if db.monitoring else None)

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import pulumi
+from pulumi.runtime.config import is_config_secret
 
-from components.settings import PROJECT, SettingsError, StackSettings, load_settings
+from components.settings import PROJECT, SECRET_KEYS, SettingsError, StackSettings, load_settings
 from components.stack_secrets import PgpoolSecrets, load_secrets
 
 
@@ -26,7 +27,20 @@ def read_stack() -> tuple[StackSettings, PgpoolSecrets]:
     """Validated settings and secrets of the current stack; raises SettingsError naming every bad key."""
     config = pulumi.Config(PROJECT)
     settings = load_settings(_ConfigMapping(config), pulumi.get_stack())
+    _refuse_unencrypted_secrets(config, settings.stack)
     return settings, load_secrets(settings, lambda key: _secret_value(config, key))
+
+
+def _refuse_unencrypted_secrets(config: pulumi.Config, stack: str) -> None:
+    """A secret key stored in plain text sits readable in the stack file: refuse it, whether this stack
+    uses it or not (dbPasswordPrevious is only read during a rotation)."""
+    unencrypted = [key for key in SECRET_KEYS
+                   if config.get(key) is not None and not is_config_secret(config.full_key(key))]
+    if unencrypted:
+        raise SettingsError([f"{PROJECT}:{key} is stored unencrypted in Pulumi.{stack}.yaml (value not shown): set it "
+                             f"again with `pulumi config set --secret{' --path' if key == 'userPasswords' else ''} "
+                             f"--stack {stack} {key}{'.<user>' if key == 'userPasswords' else ''}` (value on stdin)"
+                             for key in unencrypted])
 
 
 def _secret_value(config: pulumi.Config, key: str) -> Any:

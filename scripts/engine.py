@@ -2,15 +2,18 @@
 """Runs a stack on the Pulumi engine: the project's own __main__.py, or another project's (--project).
 
     scripts/engine.py up|preview|refresh|destroy [--stack NAME] [--project DIR] [--policy-config FILE]
-                      [--events FILE] [--keep-cluster]
+                      [--events FILE] [--keep-cluster] [--allow-database-replacement]
 
 The program runs inline through Pulumi's Automation API: the CLI talks to this process, which runs the
 project's __main__.py, so the CLI needs no Python language host. Output streams as the engine prints it.
 
 `up` creates or selects the stack, generates its missing secrets (scripts/init_stack.py), previews with
 the policy pack and stops before anything is written when a mandatory policy is violated (the Automation
-API's up skips its own preview, so stack policies would otherwise run only after the writes), then
-updates with the pack and prints the outputs and the rendered files. `preview` runs the pack too.
+API's up skips its own preview, so stack policies would otherwise run only after the writes), or when the
+pre-flight (scripts/preflight.py) finds the plan taking over an object the stack did not create, or
+deleting its namespace or database without --allow-database-replacement; then updates with the pack and
+prints the outputs and the rendered files. `preview` runs the pack and the pre-flight too. `destroy` on a
+cluster first checks that every object it would delete is the one the stack created.
 A stack whose config names neither a kubeconfig nor a context renders its manifests to a directory;
 KUBECONFIG is then unset, so no cluster is ever touched. A stack whose kubeconfig is the local
 cluster's (scripts/cluster.py, the `local` stack) starts that cluster when needed, and `destroy` stops
@@ -42,7 +45,9 @@ from pulumi.automation.events import EngineEvent
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import preflight  # noqa: E402
 from cluster import LocalCluster  # noqa: E402
+from components.ownership import owner  # noqa: E402
 from components.settings import ClusterTarget, StackSettings, cluster_target  # noqa: E402
 from pod_watch import PodWatch  # noqa: E402
 
@@ -128,8 +133,9 @@ class Engine:
     """One stack of one project, and the commands the driver runs on it."""
 
     def __init__(self, project: Path, stack_name: str, events_file: Path | None, create: bool,
-                 policy_config: Path | None = None):
+                 policy_config: Path | None = None, allow_database_replacement: bool = False):
         self.project = project
+        self.allow_database_replacement = allow_database_replacement
         self.policy_options = {"policy_packs": [policy_pack()]}
         if policy_config:
             self.policy_options["policy_pack_configs"] = [str(policy_config)]
@@ -201,6 +207,19 @@ class Engine:
         events = self.run("preview", self.stack.preview, **self.policy_options)
         for line in policy_report(events)[0]:
             print(line)
+        self.preflight(events)
+
+    def preflight(self, events: list[dict]) -> None:
+        """Stop before any write when the plan would take over an object the stack did not create, or
+        delete its namespace or database (scripts/preflight.py)."""
+        try:
+            kubectl = None if self.target.renders else self.kubectl
+            preflight.check_plan(events, self.stack.export_stack().deployment, kubectl,
+                                 owner(self.name, self.stack_name), self.allow_database_replacement)
+        except preflight.PreflightError as refused:
+            print("\nThe plan is refused before anything is written:\n" +
+                  "\n".join(f"  - {problem}" for problem in refused.problems), file=sys.stderr)
+            raise EngineFailed(1) from None
 
     def up(self) -> None:
         if self.project == ROOT:
@@ -251,6 +270,13 @@ class Engine:
             del os.environ["PULUMI_K8S_SKIP_UPDATE_UNREACHABLE"]
 
     def destroy(self, keep_cluster: bool = False) -> None:
+        try:
+            preflight.check_destroy(self.stack.export_stack().deployment,
+                                    None if self.target.renders else self.kubectl)
+        except preflight.PreflightError as refused:
+            print("\nDestroy is refused before anything is deleted:\n" +
+                  "\n".join(f"  - {problem}" for problem in refused.problems), file=sys.stderr)
+            raise EngineFailed(1) from None
         self.run("destroy", self.stack.destroy)
         cluster = self.local_cluster()
         if cluster and not keep_cluster:
@@ -284,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=Path, help="append the engine's events to this file (JSON lines)")
     parser.add_argument("--policy-config", type=Path, help="the policy pack's configuration (JSON)")
     parser.add_argument("--keep-cluster", action="store_true", help="destroy: leave the local cluster running")
+    parser.add_argument(preflight.REPLACEMENT_FLAG, action="store_true",
+                        help="up/preview: let this one update delete or replace the stack's namespace or database")
     args = parser.parse_args(argv)
 
     project = args.project.resolve()
@@ -292,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         policy_config = args.policy_config.resolve() if args.policy_config else None
         engine = Engine(project, args.stack, args.events, create=args.command in ("up", "preview"),
-                        policy_config=policy_config)
+                        policy_config=policy_config, allow_database_replacement=args.allow_database_replacement)
         cluster = engine.local_cluster()
         if engine.target.renders:
             os.environ.pop("KUBECONFIG", None)

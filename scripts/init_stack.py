@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components import generated_secrets  # noqa: E402
-from components.settings import PROJECT, SettingsError, StackSettings, load_settings, unknown_keys  # noqa: E402
+from components.settings import PROJECT, SECRET_KEYS, SettingsError, StackSettings, load_settings, unknown_keys  # noqa: E402
 from components.stack_secrets import operator_password_fix, required_secrets  # noqa: E402
 
 PREVIOUS_SUPERUSER_PASSWORD = "dbPasswordPrevious"
@@ -89,7 +89,7 @@ def main() -> int:
 
     plain, secret = stack_config(stack)
     try:
-        problems = unknown_keys({**plain, **secret})
+        problems = unknown_keys({**plain, **secret}, secret_keys=set(secret))
         if problems:
             raise SettingsError(problems)
         settings = load_settings(plain, stack)
@@ -99,7 +99,9 @@ def main() -> int:
 
     required = required_secrets(settings)
     problems = []
-    for key in required:
+    # Every secret that is set must be encrypted, needed or not (dbPasswordPrevious is not required).
+    optional = [key for key in SECRET_KEYS if key not in required and (present(plain, key) or present(secret, key))]
+    for key in [*required, *optional]:
         if stored_in_plaintext(stack, plain, secret, key):
             path_flag = " --path" if "." in key else ""
             problems.append(f"{PROJECT}:{key} is stored unencrypted in Pulumi.{stack}.yaml: set it again with "

@@ -201,12 +201,15 @@ VERIFIED_DIGEST = "@sha256:" + "5" * 64
 """Stands for the digest of an image its user verified: production stacks pin every image by digest."""
 
 
-def production_config() -> dict[str, str]:
-    """Stack config (as the CLI stores it) of a production stack: every image the defaults name, pinned by digest."""
+def production_config() -> dict[str, str | None]:
+    """Stack config (as the CLI stores it) that makes a stack production: every image the defaults name, pinned by
+    digest, and deletionPolicy unset (None, as stack_run and write_stack_file take it), so production's own default
+    (DoNotTerminate) keeps the data, over the dev stack's WipeOut too."""
     s = load_settings({}, "dev")
     images = {"pgpoolImage": s.pgpool.image, "exporterImage": s.pgpool.exporter_image,
               "postgresClientImage": s.database.client_image, "prometheusImage": s.prometheus.image}
-    return {"production": "true", **{key: image + VERIFIED_DIGEST for key, image in images.items()}}
+    return {"production": "true", "deletionPolicy": None,
+            **{key: image + VERIFIED_DIGEST for key, image in images.items()}}
 
 
 @functools.lru_cache(maxsize=None)

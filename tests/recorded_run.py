@@ -36,6 +36,8 @@ class Registration:
     property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Input property -> URNs its value came from: what makes the engine replace the resource along
     with a replaced dependency."""
+    protect: bool = False
+    retain_on_delete: bool = False
 
 
 @dataclass
@@ -68,7 +70,8 @@ def recording_registrations() -> Iterator[list[Registration]]:
         response = original(monitor, request)
         registrations.append(Registration(
             request.type, request.name, response.urn, request.parent, request.provider, tuple(request.dependencies),
-            {key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()}))
+            {key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()},
+            bool(request.protect), bool(request.retainOnDelete)))
         return response
 
     MockMonitor.RegisterResource = register

@@ -337,3 +337,30 @@ def test_rotate_refuses_what_it_cannot_rotate(project: Project, config: dict, ke
     assert result.returncode == 1
     assert message in result.stderr
     assert project.secrets() == before
+
+
+@pytest.mark.parametrize("key, value", [
+    ("dbpassword", "Mistyped-Secret-Value-1"),
+    ("tlskey", "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"),
+])
+def test_a_mistyped_secret_key_is_refused_without_showing_its_value(project: Project, key: str, value: str):
+    project.pulumi("config", "set", "--secret", "--raw", "--stack", STACK, key, stdin=value)
+
+    result = project.init()
+
+    assert result.returncode == 1
+    assert f"pgpool-k8s:{key} (value not shown): unknown setting; did you mean " in result.stderr
+    assert_nowhere({key: value}, result.stdout, result.stderr)
+
+
+def test_a_previous_superuser_password_in_plain_text_is_reported_not_used(project: Project):
+    assert project.init().returncode == 0
+    project.pulumi("config", "set", "--plaintext", "--stack", STACK, "dbPasswordPrevious", "typed-in-clear")
+
+    result = project.init()
+
+    assert result.returncode == 1
+    assert ("pgpool-k8s:dbPasswordPrevious is stored unencrypted in Pulumi.dev.yaml: set it again with "
+            f"`pulumi config set --secret --stack {STACK} dbPasswordPrevious`") in result.stderr
+    assert "every secret is already set" not in result.stdout
+    assert "typed-in-clear" not in result.stderr + result.stdout

@@ -6,7 +6,10 @@ import json
 
 import pytest
 
+from components.password_rotation_config import password_verifier
+from components.stack_secrets import Credential
 from tests.recorded_run import plain_strings
+from tests.test_password_rotation import roles_secret
 from tests.test_pgpool_component import env_of, pgpool_conf
 
 POSTGRES = "kubernetes:kubedb.com/v1:Postgres"
@@ -91,21 +94,26 @@ def test_password_storage_matches_pool_passwd(stack_run, method, auth_mode):
     assert f"password_encryption = '{method}'\n" in user_conf
 
 
-def test_init_script_creates_the_roles_with_escaped_passwords(stack_run):
+def test_init_script_creates_the_roles_with_verifiers_and_logs_nothing(stack_run):
+    """KubeDB's init.sql is the password Job's roles.sql: verifiers, never a password, and no statement
+    logged, even one that fails (PostgreSQL logs a failed statement whole)."""
     tricky = "it's a \"quoted\" \\ #secret; DROP ROLE x; --"
     run = stack_run(secrets={"userPasswords": json.dumps({"app": tricky})})
     spec = postgres(run)["spec"]
     init = secret(run, spec["init"]["script"]["secret"]["secretName"])
     assert list(plain_strings(init.inputs["stringData"])) == []
     sql = init.props["stringData"]["init.sql"]
-    escaped = "'it''s a \"quoted\" \\ #secret; DROP ROLE x; --'"
-    assert f'CREATE ROLE "app" LOGIN PASSWORD {escaped};' in sql.splitlines()
-    monitor = run.secrets["monitorPassword"]
-    assert f"CREATE ROLE \"monitor\" LOGIN PASSWORD '{monitor}';" in sql.splitlines()
-    assert 'GRANT pg_monitor TO "monitor";' in sql.splitlines()
-    assert 'CREATE ROLE "postgres"' not in sql  # KubeDB creates the superuser from authSecret
-    # Every statement is on a line of its own: the quote did not end the literal early.
-    assert all(line.startswith(("--", "CREATE ", "GRANT ")) for line in sql.splitlines())
+    lines = sql.splitlines()
+    assert lines[1:4] == [r"\set ON_ERROR_STOP on", "SET log_statement = 'none';", "SET log_min_error_statement = 'panic';"]
+    for user, password in (("app", tricky), ("monitor", run.secrets["monitorPassword"])):
+        assert password not in sql
+        verifier = password_verifier(Credential(user, password), "scram-sha-256", "pgpool-dev")
+        assert f"ALTER ROLE \"{user}\" LOGIN PASSWORD '{verifier}';" in lines
+    assert 'GRANT pg_monitor TO "monitor";' in lines
+    assert '"postgres"' not in sql  # KubeDB creates the superuser from authSecret
+    # The Job's script, but for the superuser's password, which KubeDB sets from its auth Secret.
+    job = roles_secret(run).props["stringData"]["roles.sql"].splitlines()
+    assert [line for line in job if not line.startswith('ALTER ROLE "postgres"')] == lines
 
 
 # --- backends per operator ------------------------------------------------------------------

@@ -34,7 +34,10 @@ VARIANTS = [
     {"tlsSecretName": "company-cert"},
     {"networkPolicy": "true", "networkPolicyClientNamespaceLabels": '["team=web"]',
      "networkPolicyClientPodLabels": '["app=shop"]'},
-    {"prometheusStorage": "pvc", "storageClass": "fast-ssd", **production_config()},
+    {"prometheusStorage": "pvc", "storageClass": "fast-ssd", **production_config(), "deletionPolicy": "Halt",
+     "postgresTlsIssuer": "pg-ca", "postgresTlsIssuerKind": "ClusterIssuer",
+     "prometheusClientNamespaceLabels": '["team=grafana"]', "prometheusClientPodLabels": '["app=grafana"]'},
+    {"networkPolicy": "false"},
     {"prometheusOperator": "true", "networkPolicy": "true"},
     {"postgresMonitoring": "false", "grafanaDashboard": "false", "prometheus": "false"},
     {"operator": "zalando", "pgpoolMode": "env"},
@@ -199,6 +202,7 @@ EXTERNAL_SECRETS = {
     "tlsSecretName": "company-cert",
     "operator=zalando": "postgres.pg.credentials.postgresql.acid.zalan.do",
     "operator=external": "db-admin",
+    "postgresTlsIssuer=pg-ca": "pg-client-cert",  # KubeDB's, with the CA cert-manager issued its certificates from
 }
 
 

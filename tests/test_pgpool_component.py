@@ -425,7 +425,8 @@ def test_services(stack_run):
     assert metrics["spec"]["ports"] == [{"name": "metrics", "port": 9719, "targetPort": "metrics"}]
     assert metrics["spec"]["selector"] == selector
     assert metrics["metadata"]["annotations"] == {
-        "prometheus.io/scrape": "true", "prometheus.io/port": "9719", "prometheus.io/path": "/metrics"}
+        "prometheus.io/scrape": "true", "prometheus.io/port": "9719", "prometheus.io/path": "/metrics",
+        "pgpool-k8s/stack": "pgpool-k8s/dev"}  # whose it is (components/ownership.py)
 
 
 @pytest.mark.parametrize("replicas", ["1", "2", "3"])
@@ -455,9 +456,9 @@ def admitted(run) -> dict[int, list]:
     return ports
 
 
-def test_network_policy_only_when_enabled(dev_run, stack_run):
-    assert dev_run.of_type("networking.k8s.io/v1:NetworkPolicy") == []
-    run = stack_run(networkPolicy="true")
+def test_network_policy_by_default_and_none_when_disabled(dev_run, stack_run):
+    assert stack_run(networkPolicy="false").of_type("networking.k8s.io/v1:NetworkPolicy") == []
+    run = dev_run
     spec = run.find("networking.k8s.io/v1:NetworkPolicy", "pgpool").props["spec"]
     assert spec["podSelector"]["matchLabels"] == deployment(run)["spec"]["selector"]["matchLabels"]
     assert spec["policyTypes"] == ["Ingress"]  # everything not admitted below is refused

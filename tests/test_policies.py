@@ -149,7 +149,8 @@ def stack(mode: str = "configmap") -> list[Resource]:
     resources = [
         k8s("kubernetes:kubedb.com/v1:Postgres", "pg", spec={
             "version": "16.4", "replicas": 3, "standbyMode": "Hot", "authSecret": {"name": "pg-auth"},
-            "configSecret": {"name": "pg-config"}}),
+            "configSecret": {"name": "pg-config"}, "deletionPolicy": "DoNotTerminate",
+            "tls": {"issuerRef": {"apiGroup": "cert-manager.io", "kind": "Issuer", "name": "pg-ca"}}}),
         k8s("kubernetes:core/v1:Secret", "pg-config",
             stringData={"user.conf": "max_connections = 200\nsuperuser_reserved_connections = 3\n"}),
         k8s("kubernetes:core/v1:Secret", "pg-auth", type="kubernetes.io/basic-auth",
@@ -164,6 +165,7 @@ def stack(mode: str = "configmap") -> list[Resource]:
                                       "prometheus.io/path": "/metrics"}},
             spec={"selector": dict(POD_LABELS), "ports": [{"name": "metrics", "port": 9719, "targetPort": "metrics"}]}),
         *prometheus_server(),
+        *network_policies(),
     ]
     if mode == "configmap":
         resources.append(k8s("kubernetes:core/v1:ConfigMap", "pgpool-config",
@@ -184,6 +186,26 @@ scrape_configs:
 EVERY_NAMESPACE_YML = PROMETHEUS_YML.split("    namespaces:")[0]
 
 
+def network_policy(name: str, pods: dict, *rules: tuple[dict, int | None]) -> Resource:
+    """An Ingress NetworkPolicy over `pods` (matchLabels), each rule admitting one peer on one port (None: all)."""
+    ingress = [{"from": [peer], **({"ports": [{"port": port, "protocol": "TCP"}]} if port else {})}
+               for peer, port in rules]
+    return k8s("kubernetes:networking.k8s.io/v1:NetworkPolicy", name, spec={
+        "podSelector": {"matchLabels": pods}, "policyTypes": ["Ingress"], "ingress": ingress})
+
+
+def network_policies() -> list[Resource]:
+    """Pgpool-II, the database's pods and Prometheus, each admitting only the pods that talk to it."""
+    prometheus = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    database = {"app.kubernetes.io/name": "postgreses.kubedb.com", "app.kubernetes.io/instance": "pg"}
+    return [
+        network_policy("pgpool", dict(POD_LABELS), ({"podSelector": {}}, 9999), (prometheus, 9719)),
+        network_policy("pg", database, ({"podSelector": {"matchLabels": dict(POD_LABELS)}}, 5432),
+                       ({"podSelector": {"matchLabels": database}}, None), (prometheus, 56790)),
+        network_policy("prometheus", {"app.kubernetes.io/name": "prometheus"}, ({"podSelector": {}}, 9090)),
+    ]
+
+
 def prometheus_server() -> list[Resource]:
     """Prometheus discovering in its own namespace, with a Role and RoleBinding there."""
     return [
@@ -196,7 +218,8 @@ def prometheus_server() -> list[Resource]:
             roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "prometheus"},
             subjects=[{"kind": "ServiceAccount", "name": "prometheus", "namespace": NAMESPACE}]),
         k8s("kubernetes:core/v1:ConfigMap", "prometheus-config-5a1b", data={"prometheus.yml": PROMETHEUS_YML}),
-        k8s("kubernetes:apps/v1:Deployment", "prometheus", spec={"template": {"spec": {
+        k8s("kubernetes:apps/v1:Deployment", "prometheus", spec={"template": {
+            "metadata": {"labels": {"app.kubernetes.io/name": "prometheus"}}, "spec": {
             "serviceAccountName": "prometheus",
             "containers": [{"name": "prometheus", "image": "quay.io/prometheus/prometheus:v3.5.0"}],
             "volumes": [{"name": "config", "configMap": {"name": "prometheus-config-5a1b"}}]}}}),
@@ -553,6 +576,40 @@ def load_balancer(r):
     props_of(r, "Service", "pgpool")["spec"]["type"] = "LoadBalancer"
 
 
+@case("pgpool-no-load-balancer", "env", 'Service "pgpool": type NodePort exposes Deployment "pgpool"',
+      "on every node's address", "allowNodePort: true")
+def node_port(r):
+    props_of(r, "Service", "pgpool")["spec"]["type"] = "NodePort"
+
+
+def in_production(r):
+    props_of(r, "Postgres", "pg")["metadata"]["labels"] = {"environment": "production"}
+    pin_digests(r)
+
+
+@case("network-policies-in-production", "configmap",
+      "Postgres \"pg\"'s pods (PostgreSQL): no NetworkPolicy selects it, so every pod of the cluster reaches it",
+      'Deployment "prometheus" (Prometheus): NetworkPolicy "prometheus" admits every pod of every namespace')
+def production_without_isolation(r):
+    in_production(r)
+    r.remove(next(x for x in r if x[0].endswith(":NetworkPolicy") and x[1] == "pg"))
+    props_of(r, "NetworkPolicy", "prometheus")["spec"]["ingress"] = [{"ports": [{"port": 9090}]}]
+
+
+@case("kubedb-deletion-keeps-data", "env", "Postgres \"pg\": deletionPolicy 'Delete' deletes the database's volumes",
+      "use DoNotTerminate")
+def production_deleting_data(r):
+    in_production(r)
+    del props_of(r, "Postgres", "pg")["spec"]["deletionPolicy"]  # KubeDB's default: Delete
+
+
+@case("kubedb-postgres-tls", "configmap", 'Postgres "pg": no spec.tls, so Pgpool-II and every other client reach '
+      "PostgreSQL in clear text")
+def production_without_backend_tls(r):
+    in_production(r)
+    del props_of(r, "Postgres", "pg")["spec"]["tls"]
+
+
 @case("pgpool-exporter-sidecar", "configmap", 'Deployment "pgpool": the Pgpool-II pod has no pgpool/pgpool2_exporter')
 def no_exporter(r):
     pod = props_of(r, "Deployment", "pgpool")["spec"]["template"]["spec"]
@@ -726,6 +783,58 @@ def test_load_balancer_allowed_by_config_and_other_services_unaffected() -> None
     resources.append(k8s("kubernetes:core/v1:Service", "prometheus", spec={
         "type": "LoadBalancer", "selector": {"app": "prometheus"}, "ports": [{"port": 9090}]}))
     assert messages(resources, "pgpool-no-load-balancer") == []
+
+
+def test_node_port_allowed_by_its_own_config() -> None:
+    resources = stack()
+    props_of(resources, "Service", "pgpool")["spec"]["type"] = "NodePort"
+    assert messages(resources, "pgpool-no-load-balancer", config={"pgpool-no-load-balancer": {"allowLoadBalancer": True}})
+    assert messages(resources, "pgpool-no-load-balancer", config={"pgpool-no-load-balancer": {"allowNodePort": True}}) == []
+
+
+RENAMED_IMAGES = ("registry.example.com/mirror/pgpool:4.7.2", "acme/pg-pooler:4.7.2",
+                  "localhost/pgpool-k8s/pgpool:4.7.2")
+"""A mirror, a renamed fork, and the local node's image: none is named .../pgpool/pgpool."""
+
+
+def direct_command(r):
+    pgpool = container(r, "pgpool")
+    pgpool["command"] = ["/opt/pgpool-II/bin/pgpool", "-n", "-f", "/etc/pgpool/pgpool.conf"]
+    pgpool["volumeMounts"][0] = {"name": "config", "mountPath": "/etc/pgpool"}
+
+
+@pytest.mark.parametrize("image", RENAMED_IMAGES)
+@pytest.mark.parametrize("mode", ["configmap", "env", "command"])
+def test_pgpool_is_recognised_by_what_it_runs_not_by_its_image_name(image: str, mode: str) -> None:
+    """Production without TLS, a root container and a missing limit are caught whatever the image is called."""
+    resources = stack("env" if mode == "env" else "configmap")
+    if mode == "command":
+        direct_command(resources)
+    container(resources, "pgpool")["image"] = image
+    pod = props_of(resources, "Deployment", "pgpool")["spec"]["template"]["spec"]
+    pod["containers"].append(pod["containers"].pop(0))  # not the first container either
+    assert evaluate(resources) == []
+
+    if mode == "env":
+        set_env(resources, SSL="off")
+    else:
+        set_conf(resources, ssl="off")
+    container(resources, "pgpool")["volumeMounts"] = [m for m in container(resources, "pgpool")["volumeMounts"]
+                                                      if m["name"] != "tls"]
+    container(resources, "pgpool")["securityContext"]["runAsUser"] = 0
+    del container(resources, "pgpool")["resources"]["limits"]
+    found = {v.policy for v in evaluate(resources, stack_tags={"environment": "production"})}
+    assert {"pgpool-ssl-in-production", "pgpool-pod-security-context", "pgpool-pod-resources"} <= found, found
+
+
+def test_pgpool_is_recognised_by_its_labels_when_nothing_else_shows() -> None:
+    resources = stack("configmap")
+    pgpool = container(resources, "pgpool")
+    pgpool["image"] = "acme/pg-pooler:4.7.2"
+    pgpool["volumeMounts"] = [{"name": "config", "mountPath": "/config"}]
+    pgpool["env"] = []
+    pgpool["securityContext"]["runAsUser"] = 0
+    assert messages(resources, "pgpool-pod-security-context")
 
 
 def test_service_monitor_replaces_annotations() -> None:

@@ -19,7 +19,8 @@ VARIANTS = {
     "dev": {},
     "env-mode": {"pgpoolMode": "env"},
     "production": production_config(),
-    "production-env-mode": {**production_config(), "pgpoolMode": "env"},
+    "production-env-mode": {**production_config(), "deletionPolicy": "Halt", "pgpoolMode": "env"},
+    "production-backend-tls": {**production_config(), "postgresTlsIssuer": "pg-ca"},
     "every-namespace": {"prometheusDiscoveryNamespaces": '["*"]'},
 }
 
@@ -36,10 +37,11 @@ def test_dev_stack_has_no_mandatory_violation(stack_run: Callable[..., RecordedR
 
 
 def test_dev_stack_breaks_when_its_settings_do(stack_run: Callable[..., RecordedRun]) -> None:
-    """The same program as a production stack without TLS: the pack stops it."""
+    """The same program as a production stack without TLS: the pack stops it (and advises TLS to PostgreSQL)."""
     run = stack_run(**production_config(), ssl="false")
     found = evaluate([(r.type, r.name, r.inputs) for r in run.resources])
-    assert [(v.policy, v.level) for v in found] == [("pgpool-ssl-in-production", "mandatory")]
+    assert sorted((v.policy, v.level) for v in found) == [("kubedb-postgres-tls", "advisory"),
+                                                          ("pgpool-ssl-in-production", "mandatory")]
 
 
 # The guide's example manifests (pgpool2_on_k8s, as the guide and the talk show them), engine-shaped.

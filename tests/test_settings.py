@@ -79,7 +79,8 @@ BAD_INPUTS = [
     ({"prometheusStorage": "hostPath"}, "pgpool-k8s:prometheusStorage = 'hostPath': use one of emptyDir, pvc"),
     ({"passwordEncryption": "password"}, "pgpool-k8s:passwordEncryption = 'password': use one of scram-sha-256, md5"),
     ({"networkPolicyClientPodLabels": '["app"]'}, "each entry is a label selector pair key=value"),
-    ({"networkPolicyClientPodLabels": '["app=web"]'}, "client label selectors are set but networkPolicy is false"),
+    ({"networkPolicy": "false", "networkPolicyClientPodLabels": '["app=web"]'},
+     "client label selectors are set but networkPolicy is false"),
     ({"deletionPolicy": "Keep"}, "pgpool-k8s:deletionPolicy = 'Keep': use one of Delete, Halt, WipeOut, DoNotTerminate"),
     # Roles the operators own (README, "Database operators"): a stack user of that name would fight them.
     ({"operator": "cloudnativepg"}, "pgpool-k8s:users = 'app': cloudnativepg creates and manages the role 'app' "
@@ -113,6 +114,29 @@ BAD_INPUTS = [
      "pgpool-k8s:pgpoolTerminationGraceSeconds = 60: the grace period includes the preStop wait "
      "(pgpoolPreStopSeconds 60); use at least 65"),
     ({"pgpoolPreStopSeconds": "-1"}, "pgpool-k8s:pgpoolPreStopSeconds = '-1': use a number between 0 and 600"),
+    # Roles PostgreSQL reserves (tests/dataplane/test_security.py asks PostgreSQL about each).
+    ({"users": '["app", "pg_app"]'}, "pgpool-k8s:users = 'pg_app': PostgreSQL reserves role names starting with "
+     "'pg_' and the names none, public: it refuses to create or alter such a role"),
+    ({"monitorUser": "public"}, "pgpool-k8s:monitorUser = 'public': PostgreSQL reserves role names"),
+    ({"users": '["none"]'}, "pgpool-k8s:users = 'none': PostgreSQL reserves role names"),
+    ({"postgresSuperuser": "pg_admin"}, "pgpool-k8s:postgresSuperuser = 'pg_admin': PostgreSQL reserves role names"),
+    ({"users": '["template1"]'}, "pgpool-k8s:users = 'template1': every PostgreSQL cluster already has a database "
+     "'template1'"),
+    ({"pgpoolServiceType": "NodePort"}, "pgpool-k8s:pgpoolServiceType = 'NodePort': a NodePort opens Pgpool-II on "
+     "every node's address"),
+    ({"production": "true", "deletionPolicy": "Delete"},
+     "pgpool-k8s:deletionPolicy = 'Delete': a production database must keep its data when its object is deleted: use "
+     "Halt or DoNotTerminate, or leave it unset (DoNotTerminate in production)"),
+    ({"production": "true", "deletionPolicy": "WipeOut"}, "pgpool-k8s:deletionPolicy = 'WipeOut': a production"),
+    ({"production": "true", "deletionPolicy": "Halt", "networkPolicy": "false"},
+     "pgpool-k8s:networkPolicy = False: a production stack admits only what must talk"),
+    ({"operator": "zalando", "postgresTlsIssuer": "pg-ca"},
+     "pgpool-k8s:postgresTlsIssuer = 'pg-ca': only used with operator kubedb"),
+    ({"postgresTlsIssuer": "pg-ca", "ssl": "false"}, "pgpool-k8s:postgresTlsIssuer = 'pg-ca': PostgreSQL then takes "
+     "clients only over TLS"),
+    ({"postgresTlsIssuerKind": "CertificateAuthority"}, "use one of Issuer, ClusterIssuer"),
+    ({"networkPolicy": "false", "prometheusClientPodLabels": '["app=grafana"]'},
+     "pgpool-k8s:prometheusClientPodLabels = ['app=grafana']: only used by the NetworkPolicy"),
 ]
 
 
@@ -136,6 +160,17 @@ def test_defaults_follow_the_guide():
     assert settings.pgpool.backend_weight1 == settings.database.replicas - 1 == 2
     assert settings.pgpool.sr_check_period == 0 and settings.pgpool.ssl
     assert settings.prometheus.enabled and not settings.production
+
+
+def test_a_production_database_keeps_its_data_by_default_and_may_be_halted():
+    assert load_settings(production_config(), "prod").database.deletion_policy == "DoNotTerminate"
+    assert load_settings({}, "dev").database.deletion_policy == "Delete"  # KubeDB's own default outside production
+    for policy in ("DoNotTerminate", "Halt"):
+        settings = load_settings({**production_config(), "deletionPolicy": policy}, "prod")
+        assert settings.production and settings.pgpool.network_policy and settings.database.deletion_policy == policy
+    # Other operators' databases are theirs: their deletion is not the stack's to guard.
+    assert load_settings({**production_config(), "operator": "zalando", "pgpoolMode": "env",
+                          "deletionPolicy": "Delete"}, "prod").production
 
 
 def test_backend_weight1_follows_the_standby_count_unless_set():
@@ -166,8 +201,8 @@ def test_production_is_explicit():
 def test_pulumi_yaml_declares_every_setting_with_the_same_default():
     block = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     declared = {key.split(":", 1)[1] for key in block}
-    # backendWeight1 is undeclared on purpose: a declared default would hide "follow the standby count".
-    assert declared == setting_keys() - {"backendWeight1"}
+    # Undeclared on purpose: a declared default would hide "follow the standby count" and "follow production".
+    assert declared == setting_keys() - {"backendWeight1", "deletionPolicy"}
     assert all(spec.get("description") and "type" in spec for spec in block.values())
     # What the engine hands the program for an empty stack is what the declarations default to.
     assert load_settings(project_defaults(), "dev") == load_settings({}, "dev")
@@ -193,6 +228,17 @@ def test_the_example_production_stack_asks_for_every_image_digest():
 def test_typos_are_caught_with_a_suggestion():
     assert unknown_keys({"numInitChilden": "3"}) == [
         "pgpool-k8s:numInitChilden = '3': unknown setting; did you mean numInitChildren?"]
+
+
+@pytest.mark.parametrize("key, value", [
+    ("dbpassword", "Typed-Secret-1"),  # a secret stored under a mistyped key
+    ("tlskey", "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----\n"),
+])
+def test_a_mistyped_secret_key_is_named_and_its_value_never_shown(key: str, value: str):
+    for secret_keys in ({key}, set()):  # stored encrypted, or by mistake in plain text
+        [problem] = unknown_keys({key: value}, secret_keys)
+        assert problem.startswith(f"pgpool-k8s:{key} (value not shown): unknown setting; did you mean ")
+        assert "MIGHAgEAMBMG" not in problem and "Typed-Secret-1" not in problem
 
 
 def secrets_for(settings, **overrides):
@@ -313,8 +359,12 @@ def test_required_secrets_per_operator_and_mode():
 
 
 def test_dataclass_defaults_are_the_declared_ones():
-    assert DatabaseSettings().replicas == 3 and DatabaseSettings().standbys == 2
-    assert load_settings({}, "dev").database == DatabaseSettings()
+    # deletionPolicy has no default of its own: it follows production.
+    with pytest.raises(TypeError, match="deletion_policy"):
+        DatabaseSettings()
+    assert DatabaseSettings(deletion_policy="Delete").replicas == 3
+    assert DatabaseSettings(deletion_policy="Delete").standbys == 2
+    assert load_settings({}, "dev").database == DatabaseSettings(deletion_policy="Delete")
     # backendWeight1 has no default of its own: it follows the standbys, so a PgpoolSettings needs one given.
     with pytest.raises(TypeError, match="backend_weight1"):
         PgpoolSettings()

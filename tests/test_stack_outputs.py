@@ -112,3 +112,18 @@ def test_bad_secret_is_refused_before_any_resource(config, secrets, key):
     assert [r.type for r in registrations if r.type != "pulumi:pulumi:Stack"] == []
     for value in secrets.values():
         assert value not in str(error.value)
+
+
+@pytest.mark.parametrize("key, value", [("dbPasswordPrevious", "typed-in-clear"),
+                                        ("userPasswords", json.dumps({"app": "typed-in-clear"}))])
+def test_a_secret_stored_in_plain_text_is_refused_before_any_resource(key: str, value: str):
+    """Whether or not this stack reads it now (dbPasswordPrevious is read only during a rotation)."""
+    config = dev_stack_inputs()[0]
+    secrets = {k: v for k, v in secrets_for(config, {}).items() if k != key}
+    fresh_stack()
+    with recording_registrations() as registrations, pytest.raises(Exception) as error:
+        run_program({**config, key: value}, secrets, "dev")
+    assert isinstance(error.value, SettingsError), f"{type(error.value).__name__}: {error.value}"
+    assert f"pgpool-k8s:{key} is stored unencrypted in Pulumi.dev.yaml (value not shown)" in str(error.value)
+    assert "pulumi config set --secret" in str(error.value) and "typed-in-clear" not in str(error.value)
+    assert [r.type for r in registrations if r.type != "pulumi:pulumi:Stack"] == []

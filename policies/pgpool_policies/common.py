@@ -25,6 +25,11 @@ from .values import plain
 GUIDE = "the Pgpool-II on Kubernetes guide"
 SECRET_NAME = re.compile(r"(password|passwd|secret|token|pgpoolkey|pool_?key|private_?key|api_?key)\d*$", re.IGNORECASE)
 """Names (env vars, ConfigMap keys, settings) whose values are passwords or keys."""
+PRODUCTION_LABELS = {
+    "type": "object", "additionalProperties": {"type": "string"}, "default": {"environment": "production"},
+    "description": "A stack is production when its stack tags or any resource's labels carry all of these.",
+}
+"""The config property of every production rule."""
 
 
 def settings_of(raw: Any, schema: PolicyConfigSchema | None) -> dict[str, Any]:

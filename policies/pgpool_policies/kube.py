@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +12,13 @@ from .values import UNKNOWN, as_dict, as_int, as_list, dig
 PGPOOL_IMAGE = "pgpool/pgpool"
 EXPORTER_IMAGE = "pgpool/pgpool2_exporter"
 EXPORTER_DEFAULT_PORT = 9719
+PGPOOL_PROGRAM = "pgpool"
+PGPOOL_CONF = "pgpool.conf"
+ENTRYPOINT_ENV = re.compile(r"^PGPOOL_(PARAMS_.+|PCP_USER|PCP_PASSWORD|ENABLE_POOL_PASSWD|INSTALL_DIR|CONF_VOLUME)$")
+"""Variables only the pgpool/pgpool image's entrypoint reads (the exporter's are PGPOOL_SERVICE*)."""
+EXPORTER_ENV = {"PGPOOL_SERVICE", "DATA_SOURCE_URI"}
+"""What the pgpool2_exporter image's command (or the exporter itself) reads to find Pgpool-II."""
+POD_NAME_LABELS = ("app.kubernetes.io/name", "app", "app.kubernetes.io/component")
 
 _POD_TEMPLATE_PATH = {
     "Deployment": ("spec", "template"),
@@ -115,12 +124,33 @@ class Container:
         return f'{"init container" if self.init else "container"} "{self.name}"'
 
     @property
-    def is_pgpool(self) -> bool:
-        return not self.init and _image_is(self.image, PGPOOL_IMAGE)
+    def words(self) -> list[str]:
+        """command and args, as far as they are known."""
+        return [w for w in as_list(self.spec.get("command")) + as_list(self.spec.get("args")) if isinstance(w, str)]
+
+    @property
+    def env_names(self) -> set[str]:
+        return {e["name"] for e in self.env if isinstance(e, dict) and isinstance(e.get("name"), str)}
 
     @property
     def is_exporter(self) -> bool:
-        return not self.init and _image_is(self.image, EXPORTER_IMAGE)
+        if self.init:
+            return False
+        return (_image_is(self.image, EXPORTER_IMAGE) or bool(self.env_names & EXPORTER_ENV)
+                or any(posixpath.basename(w) == "pgpool2_exporter" for w in self.words))
+
+    @property
+    def is_pgpool(self) -> bool:
+        """Pgpool-II recognised by what the container runs, whatever its image is called (a mirror, a
+        fork, a local build): the pgpool program or its pgpool.conf on the command line, the variables
+        only the pgpool/pgpool image's entrypoint reads, a pgpool.conf mounted, or that image itself."""
+        if self.init or self.is_exporter:
+            return False
+        return (_image_is(self.image, PGPOOL_IMAGE)
+                or any(posixpath.basename(w) in (PGPOOL_PROGRAM, PGPOOL_CONF) for w in self.words)
+                or any(ENTRYPOINT_ENV.match(name) for name in self.env_names)
+                or any(posixpath.basename(str(m.get("mountPath", "")).rstrip("/")) == PGPOOL_CONF
+                       or m.get("subPath") == PGPOOL_CONF for m in self.mounts))
 
     @property
     def env(self) -> list:
@@ -167,7 +197,17 @@ class Workload:
 
     @property
     def pgpool(self) -> Container | None:
-        return next((c for c in self.containers if c.is_pgpool), None)
+        """The Pgpool-II container: by what it runs (Container.is_pgpool), else, in a pod labelled as
+        Pgpool-II's, the first container that is not its exporter."""
+        found = next((c for c in self.containers if c.is_pgpool), None)
+        if found is not None or not self._labelled_pgpool():
+            return found
+        return next((c for c in self.containers if not c.init and not c.is_exporter), None)
+
+    def _labelled_pgpool(self) -> bool:
+        labels = self.pod_labels if isinstance(self.pod_labels, dict) else {}
+        return any(isinstance(labels.get(key), str) and PGPOOL_PROGRAM in labels[key].lower()
+                   and "exporter" not in labels[key].lower() for key in POD_NAME_LABELS)
 
     @property
     def exporter(self) -> Container | None:

@@ -149,7 +149,7 @@ def check_prometheus_role(subject: Subject, report: ReportViolation) -> None:
                    "Secret's passwords, say) exposes it to whoever controls its targets; remove them")
 
 
-def _is_prometheus(container: Container) -> bool:
+def is_prometheus(container: Container) -> bool:
     image = container.image
     return isinstance(image, str) and not container.init and parse_image(image)[0].endswith(PROMETHEUS_IMAGES)
 
@@ -194,7 +194,7 @@ def check_namespaced_discovery(stack: StackView, settings: dict, stack_tags: Any
     if not bindings:
         return
     for workload, _ in stack.workloads:
-        if not any(_is_prometheus(c) for c in workload.containers):
+        if not any(is_prometheus(c) for c in workload.containers):
             continue
         account = dig(workload.pod, "serviceAccountName", default="default")
         if account is UNKNOWN or workload.namespace is UNKNOWN:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import minimal_config, monitoring, release, security, sizing
+from . import minimal_config, monitoring, production, release, security, sizing
 
 PACK_NAME = "pgpool-k8s-policies"
 
 POLICIES: list[Policy] = [*minimal_config.POLICIES, *sizing.POLICIES, *security.POLICIES, *release.POLICIES,
-                          *monitoring.POLICIES]
+                          *production.POLICIES, *monitoring.POLICIES]

@@ -10,7 +10,7 @@ from typing import Any
 
 from pulumi_policy import PolicyConfigSchema, ReportViolation
 
-from .common import GUIDE, SECRET_NAME, Subject, resource_policy, stack_policy
+from .common import GUIDE, PRODUCTION_LABELS, SECRET_NAME, Subject, resource_policy, stack_policy
 from .kube import Container, group_of, parse_image
 from .pgpool_conf import as_bool
 from .sources import HBA_KEY, StackView, literal_env, runs_entrypoint
@@ -146,10 +146,7 @@ def check_pool_hba(subject: Subject, report: ReportViolation) -> None:
 
 
 SSL_SCHEMA = PolicyConfigSchema(properties={
-    "productionLabels": {
-        "type": "object", "additionalProperties": {"type": "string"}, "default": {"environment": "production"},
-        "description": "A stack is production when its stack tags or any resource's labels carry all of these.",
-    },
+    "productionLabels": PRODUCTION_LABELS,
     "requireSslEverywhere": {
         "type": "boolean", "default": False, "description": "Require ssl = on in every stack, not only production.",
     },
@@ -267,19 +264,27 @@ LOAD_BALANCER_SCHEMA = PolicyConfigSchema(properties={
         "type": "boolean", "default": False,
         "description": "Allow a LoadBalancer Service in front of Pgpool-II (exposes the database outside the cluster).",
     },
+    "allowNodePort": {
+        "type": "boolean", "default": False,
+        "description": "Allow a NodePort Service in front of Pgpool-II (exposes the database on every node's address).",
+    },
 })
+EXPOSURES = {
+    # Service type: (what it opens, the setting that allows it)
+    "LoadBalancer": ("outside the cluster", "allowLoadBalancer"),
+    "NodePort": ("on every node's address, to whoever reaches a node", "allowNodePort"),
+}
 
 
 def check_no_load_balancer(stack: StackView, settings: dict, stack_tags: Any, report: ReportViolation) -> None:
-    if settings["allowLoadBalancer"]:
-        return
     for service, urn in stack.services:
-        if service.type != "LoadBalancer":
+        exposure = EXPOSURES.get(service.type)
+        if exposure is None or settings[exposure[1]]:
             continue
         for workload, _ in stack.workloads:
             if workload.pgpool is not None and service.selects(workload):
-                report(f"{service.title}: type LoadBalancer exposes {workload.title} (Pgpool-II) outside the cluster: "
-                       f"use type ClusterIP, or set this policy's allowLoadBalancer: true if that is intended", urn)
+                report(f"{service.title}: type {service.type} exposes {workload.title} (Pgpool-II) {exposure[0]}: "
+                       f"use type ClusterIP, or set this policy's {exposure[1]}: true if that is intended", urn)
                 break
 
 
@@ -326,8 +331,8 @@ POLICIES = [
         check_pinned_images),
     stack_policy(
         "pgpool-no-load-balancer",
-        "No LoadBalancer Service in front of Pgpool-II unless allowLoadBalancer is set: it would expose the database "
-        "outside the cluster.",
+        "No LoadBalancer or NodePort Service in front of Pgpool-II unless allowLoadBalancer or allowNodePort is set: "
+        "it would expose the database outside the cluster or on every node's address.",
         check_no_load_balancer, schema=LOAD_BALANCER_SCHEMA),
 ]
 

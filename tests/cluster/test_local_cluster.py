@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.engine.harness import EngineProject, EngineRun
 
@@ -167,6 +168,103 @@ def test_pgpool_config_change_rolls_the_pods_in_place(project: EngineProject, cl
     assert sets[new.pop()]["status"].get("readyReplicas") == after["spec"]["replicas"]
     for name in old_sets:
         assert sets[name]["spec"]["replicas"] == 0, name
+
+
+def test_up_refuses_to_take_over_a_namespace_it_did_not_create(project: EngineProject, cluster: Cluster,
+                                                               first_up: EngineRun):
+    """The provider applies on create: without the pre-flight, `team-a` and its ConfigMap would be the
+    stack's, and its destroy would delete them."""
+    assert cluster.kubectl("create", "namespace", "team-a").returncode == 0
+    assert cluster.kubectl("create", "configmap", "precious", "--namespace", "team-a",
+                           "--from-literal=keep=me").returncode == 0
+    stack_file = yaml.safe_load((project.dir / f"Pulumi.{STACK}.yaml").read_text())
+    stack_file["config"]["pgpool-k8s:namespace"] = "team-a"
+    (project.dir / "Pulumi.team.yaml").write_text(yaml.safe_dump(stack_file))
+
+    run = project.engine("up", "team")
+
+    assert run.returncode != 0, run.output
+    assert "The plan is refused before anything is written" in run.output
+    assert "Namespace team-a already exists in the cluster (written by kubectl-create) and is not stack " \
+           "pgpool-k8s/team's: `make up` would take it over" in run.output, run.output
+    assert "=== up" not in run.output
+    assert not json.loads(project.pulumi("stack", "export", "--stack", "team"))["deployment"].get("resources")
+    precious = cluster.kubectl("get", "configmap", "precious", "--namespace", "team-a", "--output", "json")
+    assert precious.returncode == 0 and json.loads(precious.stdout)["data"] == {"keep": "me"}
+    assert "app.kubernetes.io/part-of" not in cluster.get("namespace", "team-a")["metadata"].get("labels", {})
+    assert project.engine("destroy", "team", extra=("--keep-cluster",)).returncode == 0
+    assert cluster.kubectl("get", "configmap", "precious", "--namespace", "team-a").returncode == 0
+
+
+def test_up_refuses_another_stacks_objects_naming_that_stack(project: EngineProject, cluster: Cluster,
+                                                              first_up: EngineRun):
+    """A second stack of the project in the same namespace: every object says it is stack local's."""
+    assert cluster.get("namespace", NAMESPACE)["metadata"]["annotations"]["pgpool-k8s/stack"] == f"pgpool-k8s/{STACK}"
+    stack_file = yaml.safe_load((project.dir / f"Pulumi.{STACK}.yaml").read_text())
+    (project.dir / "Pulumi.twin.yaml").write_text(yaml.safe_dump(stack_file))
+
+    run = project.engine("up", "twin")
+
+    assert run.returncode != 0, run.output
+    assert (f"Namespace {NAMESPACE} already exists in the cluster (written by pulumi-kubernetes") in run.output
+    assert f"is stack pgpool-k8s/{STACK}'s (its pgpool-k8s/stack annotation)" in run.output, run.output
+    assert "=== up" not in run.output
+
+
+def test_up_refuses_to_take_over_a_secret_it_would_create(project: EngineProject, cluster: Cluster,
+                                                          first_up: EngineRun):
+    """A new user's credentials Secret already made by someone else in the stack's namespace."""
+    assert cluster.kubectl("create", "secret", "generic", "pgpool-user-reporting", "--namespace", NAMESPACE,
+                           "--from-literal=password=theirs").returncode == 0
+    project.pulumi("config", "set", "--path", "--stack", STACK, "pgpool-k8s:users[1]", "reporting")
+
+    run = project.engine("up", STACK)
+
+    assert run.returncode != 0, run.output
+    assert f"Secret {NAMESPACE}/pgpool-user-reporting already exists in the cluster" in run.output
+    assert "=== up" not in run.output
+    theirs = cluster.get("secret", "pgpool-user-reporting")
+    assert theirs["data"] == {"password": "dGhlaXJz"} and "labels" not in theirs["metadata"]
+    assert cluster.kubectl("delete", "secret", "pgpool-user-reporting", "--namespace", NAMESPACE).returncode == 0
+    project.pulumi("config", "rm", "--path", "--stack", STACK, "pgpool-k8s:users[1]")
+
+
+def test_up_refuses_a_tls_issuer_the_cluster_cannot_provide(project: EngineProject, cluster: Cluster,
+                                                            first_up: EngineRun):
+    """No cert-manager on the local cluster: KubeDB would wait for certificates forever, Pgpool-II's pods for
+    the CA they mount."""
+    project.set_config(STACK, "postgresTlsIssuer", "pg-ca")
+    try:
+        run = project.engine("up", STACK)
+    finally:
+        project.pulumi("config", "rm", "--stack", STACK, "pgpool-k8s:postgresTlsIssuer")
+    assert run.returncode != 0, run.output
+    assert (f"Postgres {NAMESPACE}/pg names the cert-manager Issuer 'pg-ca' in namespace {NAMESPACE} for its TLS "
+            "certificates (postgresTlsIssuer), but cert-manager is not installed") in run.output, run.output
+    assert "=== up" not in run.output
+    assert "tls" not in cluster.get("postgres.kubedb.com", "pg")["spec"]
+
+
+def test_destroy_refuses_to_delete_an_object_someone_made_again(project: EngineProject, cluster: Cluster,
+                                                                first_up: EngineRun):
+    budget = ("poddisruptionbudget", "pgpool", "--namespace", NAMESPACE)
+    assert cluster.kubectl("delete", *budget).returncode == 0
+    assert cluster.kubectl("create", *budget, "--selector=app=theirs", "--min-available=1").returncode == 0
+
+    run = project.engine("destroy", STACK, extra=("--keep-cluster",))
+
+    assert run.returncode != 0, run.output
+    assert f"PodDisruptionBudget {NAMESPACE}/pgpool in the cluster is not the one the stack created" in run.output
+    assert "=== destroy" not in run.output
+    assert cluster.get("namespace", NAMESPACE)["status"]["phase"] == "Active"
+    # Theirs stays theirs: the stack forgets it, it is deleted by its owner, the stack makes its own anew.
+    [urn] = [r["urn"] for r in json.loads(project.pulumi("stack", "export", "--stack", STACK))["deployment"]["resources"]
+             if r["type"] == "kubernetes:policy/v1:PodDisruptionBudget"]
+    project.pulumi("state", "delete", "--stack", STACK, "--yes", urn)
+    assert cluster.kubectl("delete", *budget).returncode == 0
+    again = project.engine("up", STACK)
+    assert again.returncode == 0, again.output
+    assert cluster.get("poddisruptionbudget", "pgpool")["spec"]["maxUnavailable"] == 1
 
 
 def test_destroy_leaves_nothing_of_the_stack_and_stop_leaves_nothing_running(project: EngineProject,

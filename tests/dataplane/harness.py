@@ -30,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from tests.dataplane.installs import Identity
+from tests.dataplane.pod_network import entered
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 LOCALHOST = "127.0.0.1"
@@ -175,12 +176,14 @@ class Service:
         self.log = workspace.directory("log") / f"{name}.log"
         self.log_offset = 0
         self.process: subprocess.Popen | None = None
+        self.netns: str | None = None
+        """The network namespace of the pod it runs in (tests/dataplane/pod_network.py); None: this machine's."""
 
     def start(self) -> None:
         self.log_offset = self.log.stat().st_size if self.log.exists() else 0
         popen = self.popen if self.popen is not None else {"env": self.workspace.environment(self.env),
                                                             **self.workspace.identity()}
-        with open(self.log, "ab") as log:
+        with open(self.log, "ab") as log, entered(self.netns):
             self.process = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workspace.root,
                 start_new_session=True, **popen,
@@ -242,18 +245,19 @@ class Service:
 
 
 class PostgresServer(Service):
-    """One PostgreSQL 15 server, run as `postgres -D datadir` in the foreground."""
+    """One PostgreSQL 15 server, run as `postgres -D datadir` in the foreground, listening on `host`."""
 
     stop_signal = signal.SIGINT  # fast shutdown
 
-    def __init__(self, workspace: Workspace, name: str, port: int, superuser: str, password: str):
+    def __init__(self, workspace: Workspace, name: str, port: int, superuser: str, password: str,
+                 host: str = LOCALHOST):
         self.datadir = workspace.root / name
         self.socket_dir = workspace.directory("run", name)
-        self.endpoint = Endpoint(port)
+        self.endpoint = Endpoint(port, host=host)
         self.superuser = superuser
         self.password = password
         argv = [str(PG_BIN / "postgres"), "-D", str(self.datadir), "-c", f"port={port}",
-                "-c", f"unix_socket_directories={self.socket_dir}"]
+                "-c", f"listen_addresses={host}", "-c", f"unix_socket_directories={self.socket_dir}"]
         super().__init__(workspace, name, argv)
 
     def start(self) -> None:
@@ -286,19 +290,26 @@ class PostgresServer(Service):
 class PostgresCluster:
     """A primary and one streaming hot standby made from it with pg_basebackup, scram-sha-256 only."""
 
-    def __init__(self, workspace: Workspace, superuser: str, password: str):
+    def __init__(self, workspace: Workspace, superuser: str, password: str,
+                 pods: tuple[tuple[str, str], tuple[str, str]] | None = None):
+        """`pods`: (address, network namespace) of the primary's and the standby's pods, each then on
+        PostgreSQL's port 5432; by default both on 127.0.0.1, on free ports."""
         self.workspace = workspace
         self.superuser = superuser
-        primary_port, standby_port = free_ports(2)
-        self.primary = PostgresServer(workspace, "primary", primary_port, superuser, password)
-        self.standby = PostgresServer(workspace, "standby", standby_port, superuser, password)
+        places = [(address, 5432, netns) for address, netns in pods] if pods else [
+            (LOCALHOST, port, None) for port in free_ports(2)]
+        self.primary, self.standby = (PostgresServer(workspace, name, port, superuser, password, address)
+                                      for name, (address, port, _) in zip(("primary", "standby"), places))
+        self.primary.netns, self.standby.netns = (netns for _, _, netns in places)
+        self.clients = f"{LOCALHOST}/32" if not pods else "samenet"
         self.replication_password = f"repl-{os.urandom(8).hex()}"
 
     def create(self, settings_conf: str, init_sql: str, tls: tuple[str, str] | None = None,
-               auth_method: str = "scram-sha-256") -> None:
+               auth_method: str = "scram-sha-256", tls_only: bool = False) -> None:
         """initdb, start the primary with `settings_conf` appended to postgresql.conf, run `init_sql`
-        as the superuser, then clone and start the standby. `tls` (certificate, key) turns ssl on;
-        `auth_method` is pg_hba.conf's method, as KubeDB's clientAuthMode sets it."""
+        as the superuser, then clone and start the standby. `tls` (certificate, key) turns ssl on, and
+        `tls_only` makes pg_hba.conf accept TCP clients only over TLS (hostssl), as KubeDB's does when
+        its Postgres has spec.tls; `auth_method` is pg_hba.conf's method, as KubeDB's clientAuthMode sets it."""
         pwfile = self.workspace.write("initdb.pw", self.primary.password + "\n")
         try:
             self.workspace.run([
@@ -310,8 +321,7 @@ class PostgresCluster:
             pwfile.unlink()
         with open(self.primary.datadir / "postgresql.conf", "a") as conf:
             conf.write(
-                "\n# data-plane test cluster: 127.0.0.1 only, streaming to one hot standby\n"
-                f"listen_addresses = '{LOCALHOST}'\n"
+                "\n# data-plane test cluster: streaming to one hot standby (listen_addresses: on the command line)\n"
                 "wal_level = replica\n"
                 "wal_keep_size = '256MB'\n"
                 "hot_standby = on\n"
@@ -324,9 +334,13 @@ class PostgresCluster:
         if tls:
             for name, pem in zip(("server.crt", "server.key"), tls):
                 self.workspace.write(self.primary.datadir / name, pem)
+        host = "hostssl" if tls_only else "host"
+        if tls_only:  # the harness's own sessions (the superuser's, the standby's checks) need TLS too
+            for server in (self.primary, self.standby):
+                server.endpoint = Endpoint(server.endpoint.port, "require", server.endpoint.host)
         (self.primary.datadir / "pg_hba.conf").write_text(
-            f"host all all {LOCALHOST}/32 {auth_method}\n"
-            f"host replication {REPLICATION_USER} {LOCALHOST}/32 {auth_method}\n"
+            f"{host} all all {self.clients} {auth_method}\n"
+            f"{host} replication {REPLICATION_USER} {self.clients} {auth_method}\n"
         )
         self.primary.start()
         with self.primary.connect() as conn:
@@ -350,7 +364,7 @@ class PostgresCluster:
         """Make `standby` a streaming hot standby of the running primary (pg_basebackup), start it
         and wait until it has caught up. The caller stops it."""
         self.workspace.run(
-            [str(PG_BIN / "pg_basebackup"), "-h", LOCALHOST, "-p", str(self.primary.endpoint.port),
+            [str(PG_BIN / "pg_basebackup"), "-h", self.primary.endpoint.host, "-p", str(self.primary.endpoint.port),
              "-U", REPLICATION_USER, "-D", str(standby.datadir), "-R", "-X", "stream", "-c", "fast", "-w",
              "--no-sync"],
             env={"PGPASSWORD": self.replication_password},
@@ -398,7 +412,7 @@ class PgpoolServer(Service):
     def _started(self) -> bool:
         if "successfully started" not in self.log_since_start():
             return False
-        with socket.create_connection((LOCALHOST, self.endpoint.port), timeout=1):
+        with socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=1):
             return True
 
     @property
@@ -492,11 +506,11 @@ class HAProxy(Service):
 
 
 class MetricsExporter(Service):
-    """A Prometheus exporter `binary` serving /metrics on a free port of 127.0.0.1."""
+    """A Prometheus exporter `binary` serving /metrics on a free port of 127.0.0.1, or at `address`:`port`."""
 
     def __init__(self, workspace: Workspace, name: str, binary: str | Path, env: dict[str, str] | None = None,
-                 popen: dict | None = None):
-        self.port = free_ports(1)[0]
+                 popen: dict | None = None, address: str = LOCALHOST, port: int | None = None):
+        self.address, self.port = address, port or free_ports(1)[0]
         super().__init__(workspace, name, self.command(binary), env, popen)
 
     def command(self, binary: str | Path) -> list[str]:
@@ -504,7 +518,7 @@ class MetricsExporter(Service):
 
     @property
     def listen_address(self) -> str:
-        return f"{LOCALHOST}:{self.port}"
+        return f"{self.address}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -554,7 +568,7 @@ class Exporter(MetricsExporter):
     (a free one on 127.0.0.1, given as --web.listen-address at the end of the command line)."""
 
     def __init__(self, workspace: Workspace, binary: Path, container_env: dict[str, str], user: Identity,
-                 name: str = "pgpool2_exporter"):
+                 name: str = "pgpool2_exporter", address: str = LOCALHOST, port: int | None = None):
         self.image = ExporterImage.read(binary.parent / "Dockerfile")
         # A copy the container's user can run (the tool cache may be in root's home).
         directory = workspace.directory(name)
@@ -563,7 +577,7 @@ class Exporter(MetricsExporter):
         popen = {"env": {**self.image.env, **container_env, "PATH": "/usr/bin:/bin"}}
         if os.geteuid() == 0:
             popen.update(user=user.uid, group=user.gid, extra_groups=[])
-        super().__init__(workspace, name, local_binary, popen=popen)
+        super().__init__(workspace, name, local_binary, popen=popen, address=address, port=port)
 
     def command(self, binary: str | Path) -> list[str]:
         shell, option, script = self.image.command
@@ -580,25 +594,26 @@ POSTGRES_EXPORTER = Path("/usr/bin/prometheus-postgres-exporter")
 class PostgresExporter(MetricsExporter):
     """Debian's postgres_exporter watching one server as `user`."""
 
-    def __init__(self, workspace: Workspace, name: str, server: Endpoint, user: str, password: str):
+    def __init__(self, workspace: Workspace, name: str, server: Endpoint, user: str, password: str,
+                 address: str = LOCALHOST, port: int | None = None):
         dsn = {"host": server.host, "port": str(server.port), "user": user, "dbname": "postgres",
                "sslmode": server.sslmode}
         # The exporter cuts DATA_SOURCE_NAME at every comma and space (and logs it whole when that
         # fails), so the password goes where its driver, lib/pq, also reads it: PGPASSWORD.
         env = {"DATA_SOURCE_NAME": " ".join(f"{key}={value}" for key, value in dsn.items()), "PGPASSWORD": password}
-        super().__init__(workspace, name, POSTGRES_EXPORTER, env)
+        super().__init__(workspace, name, POSTGRES_EXPORTER, env, address=address, port=port)
 
 
 class Prometheus(Service):
     """Debian's Prometheus with a static scrape target and the given rule files."""
 
-    def __init__(self, workspace: Workspace, config: str):
-        self.port = free_ports(1)[0]
+    def __init__(self, workspace: Workspace, config: str, address: str = LOCALHOST, port: int | None = None):
+        self.address, self.port = address, port or free_ports(1)[0]
         config_path = workspace.write("prometheus/prometheus.yml", config)
         data = workspace.directory("prometheus", "data")
         super().__init__(workspace, "prometheus", [
             "/usr/bin/prometheus", f"--config.file={config_path}", f"--storage.tsdb.path={data}",
-            f"--web.listen-address={LOCALHOST}:{self.port}",
+            f"--web.listen-address={address}:{self.port}",
         ])
 
     def start(self) -> None:
@@ -606,7 +621,7 @@ class Prometheus(Service):
         self.wait_ready("ready", lambda: self.get("/-/ready"))
 
     def get(self, path: str) -> str:
-        with urllib.request.urlopen(f"http://{LOCALHOST}:{self.port}{path}", timeout=10) as response:
+        with urllib.request.urlopen(f"http://{self.address}:{self.port}{path}", timeout=10) as response:
             return response.read().decode()
 
     def api(self, path: str, **params: str) -> dict | list:

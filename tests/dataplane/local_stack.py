@@ -40,7 +40,8 @@ class StackPgpool(PgpoolServer):
         """Where pgpool reads each generated file, by name."""
         argv, popen = pod.popen("pgpool", stack.pgpool_command, stack.probe_env)
         sslmode = "require" if stack.settings.pgpool.ssl else "disable"
-        super().__init__(local.workspace, name, argv, Endpoint(ports.port, sslmode), ports.pcp_port, popen)
+        super().__init__(local.workspace, name, argv, Endpoint(ports.port, sslmode, ports.host), ports.pcp_port, popen)
+        self.netns = pod.netns
 
     def probe(self, argv: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
         """A probe (or hook) of the pgpool container, run as the kubelet runs it in the container."""
@@ -71,38 +72,49 @@ class LocalDevStack:
     """A PostgreSQL primary and hot standby set up from the program's init.sql and user.conf, and
     any number of Pgpool-II pods in front of them, all in one work directory."""
 
-    def __init__(self, stack: DevStack | None = None, install: PgpoolInstall | None = None):
+    def __init__(self, stack: DevStack | None = None, install: PgpoolInstall | None = None,
+                 database_pods: tuple[tuple[str, str], tuple[str, str]] | None = None):
+        """`database_pods`: (address, network namespace) of the primary's and the standby's pods
+        (tests/dataplane/pod_network.py); by default the database runs on 127.0.0.1."""
         self.stack = stack or dev_stack()
         self.install = install or debian12()
         self.workspace = Workspace()
         self.workspace.root.chmod(0o711)  # the pods' uid reaches its own directories in it
         superuser = self.stack.superuser
-        self.cluster = PostgresCluster(self.workspace, superuser, self.stack.passwords[superuser])
+        self.cluster = PostgresCluster(self.workspace, superuser, self.stack.passwords[superuser], database_pods)
         self.pgpools: list[StackPgpool] = []
         scratch = self.install.scratch
         self.pods_dir = f"{scratch}/{self.workspace.root.name}" if scratch else str(self.workspace.root)
         self._pods = 0
 
-    def start_database(self, tls: bool = False) -> None:
-        """Primary and standby; with `tls` they accept TLS with the stack's certificate."""
-        certificate = (self.stack.secret_files["tls.crt"], self.stack.secret_files["tls.key"]) if tls else None
+    def start_database(self, tls: bool = False, certificate: tuple[str, str] | None = None,
+                       tls_only: bool = False) -> None:
+        """Primary and standby; with `tls` they accept TLS with the stack's certificate (or `certificate`,
+        PEM certificate and key), with `tls_only` nothing else, as KubeDB's with spec.tls."""
+        if tls and certificate is None:
+            certificate = (self.stack.secret_files["tls.crt"], self.stack.secret_files["tls.key"])
         method = self.stack.settings.pgpool.password_encryption  # KubeDB's clientAuthMode follows it
-        self.cluster.create(self.stack.user_conf, self.stack.init_sql, certificate, method)
+        self.cluster.create(self.stack.user_conf, self.stack.init_sql, certificate if tls else None, method, tls_only)
 
-    def pod(self, stack: DevStack | None = None, replica_port: int | None = None) -> tuple[LocalPod, LocalPorts]:
-        """A new pod's place (nothing created yet) and the ports standing in for its container's."""
+    def pod(self, stack: DevStack | None = None, replica_port: int | None = None,
+            place: tuple[str, str] | None = None) -> tuple[LocalPod, LocalPorts]:
+        """A new pod's place (nothing created yet) and the ports standing in for its container's: free
+        ones on 127.0.0.1, or, with `place` (address, network namespace), the container's own."""
         stack = stack or self.stack
         self._pods += 1
-        port, pcp_port = free_ports(2)
-        ports = LocalPorts(port, pcp_port, self.cluster.primary.endpoint.port,
-                           replica_port or self.cluster.standby.endpoint.port)
         pgpool = stack.settings.pgpool
+        port, pcp_port = (pgpool.port, pgpool.pcp_port) if place else free_ports(2)
+        primary, standby = self.cluster.primary.endpoint, self.cluster.standby.endpoint
+        ports = LocalPorts(port, pcp_port, primary.port, replica_port or standby.port,
+                           place[0] if place else LocalPorts.host, primary.host, standby.host)
         pod = LocalPod(stack.pod, self.install, f"{self.pods_dir}/p{self._pods}",
-                       {pgpool.port: port, pgpool.pcp_port: pcp_port})
+                       {pgpool.port: port, pgpool.pcp_port: pcp_port}, place[1] if place else None)
         return pod, ports
 
     def pgpool(self, name: str = "pgpool", edit: Callable[[dict[str, str]], None] | None = None,
-               stack: DevStack | None = None, replica_port: int | None = None) -> StackPgpool:
+               stack: DevStack | None = None, replica_port: int | None = None,
+               extra_objects: dict[str, dict[str, str]] | None = None,
+               place: tuple[str, str] | None = None) -> StackPgpool:
         """Start a Pgpool-II pod on the local copy of the files the program generated (for `stack`, by
         default this one's; another must share its secrets, see dev_stack): its volumes, its init step,
         then pgpool by the Deployment's command.
@@ -110,13 +122,15 @@ class LocalDevStack:
         `edit` changes the files after the copy was checked: the tests that break one on purpose,
         and the benchmark's hand-edited variants. `replica_port` puts node 1 (the read-only
         Service) on another port than the standby's: the benchmark's front to several standbys.
+        `extra_objects` are the Secrets the pod mounts that others make (cert-manager's, for KubeDB), by name.
+        `place` puts the pod at an address in a network namespace of its own (tests/dataplane/pod_network.py).
         """
         stack = stack or self.stack
-        pod, ports = self.pod(stack, replica_port)
+        pod, ports = self.pod(stack, replica_port, place)
         files = local_files(stack, pod, ports)
         if edit:
             edit(files)
-        pod.create(local_objects(stack, files))
+        pod.create({**local_objects(stack, files), **(extra_objects or {})})
         init = pod.run("prepare-secrets", stack.init_command)
         if init.returncode != 0:
             raise RuntimeError(f"{name}: the init step exited {init.returncode}: {init.stderr}")

@@ -21,6 +21,7 @@ from pathlib import Path
 from components.pgpool_config import PgpoolPaths
 from components.pgpool_image import PGPOOL_IMAGE
 from tests.dataplane.installs import Identity, PgpoolInstall
+from tests.dataplane.pod_network import entered
 
 CONTAINER_FILES = {
     "pgpool.conf": PgpoolPaths().pgpool_conf, "pool_hba.conf": PgpoolPaths().pool_hba,
@@ -37,8 +38,10 @@ runs them there)."""
 class LocalPod:
     """The pod's volumes under `base` (as the install's processes see it) and its commands, mapped."""
 
-    def __init__(self, spec: dict, install: PgpoolInstall, base: str, ports: dict[int, int]):
+    def __init__(self, spec: dict, install: PgpoolInstall, base: str, ports: dict[int, int], netns: str | None = None):
         self.spec = spec
+        self.netns = netns
+        """The pod's network namespace (tests/dataplane/pod_network.py); None: this machine's."""
         self.install = install
         self.base = base
         self.ports = ports
@@ -103,7 +106,8 @@ class LocalPod:
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
         command, kwargs = self.popen(container, argv, env or {})
         try:
-            return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+            with entered(self.netns):
+                return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
         except FileNotFoundError as error:  # what the container runtime reports as a failed exec
             return subprocess.CompletedProcess(command, 127, "", f"exec {command[0]}: {error.strerror}")
 

@@ -35,7 +35,7 @@ LOCAL_PGPOOL_KEYS = (
     "unix_socket_directories", "socket_dir", "pcp_socket_dir", "wd_ipc_socket_dir", "pid_file_name", "logdir",
     "work_dir",
     "backend_hostname0", "backend_port0", "backend_hostname1", "backend_port1",  # the local servers
-    "pool_passwd", "ssl_key", "ssl_cert",  # file locations
+    "pool_passwd", "ssl_key", "ssl_cert", "ssl_ca_cert",  # file locations
 )
 """The only pgpool.conf parameters the local run rewrites."""
 ROLES = ("superuser", "monitor", "app")
@@ -183,6 +183,9 @@ class LocalPorts:
     primary_port: int
     standby_port: int
     host: str = "127.0.0.1"
+    """Where the pod listens (its address)."""
+    primary_host: str = "127.0.0.1"
+    standby_host: str = "127.0.0.1"
 
 
 def pgpool_values(generated: str, pod: LocalPod, ports: LocalPorts) -> dict[str, str]:
@@ -195,8 +198,11 @@ def pgpool_values(generated: str, pod: LocalPod, ports: LocalPorts) -> dict[str,
         if not match or match["name"] not in LOCAL_PGPOOL_KEYS:
             continue
         name, value = match["name"], match["value"].strip("'")
-        if name in ("listen_addresses", "pcp_listen_addresses", "backend_hostname0", "backend_hostname1"):
-            text = ports.host if value else ""
+        if name in ("listen_addresses", "pcp_listen_addresses"):
+            # On this machine's network only 127.0.0.1; a pod's own network namespace keeps the generated value.
+            text = value if ports.host != LocalPorts.host else ports.host if value else ""
+        elif name in ("backend_hostname0", "backend_hostname1"):
+            text = ports.primary_host if name == "backend_hostname0" else ports.standby_host
         elif name in ("port", "pcp_port", "backend_port0", "backend_port1"):
             values[name] = str({"port": ports.port, "pcp_port": ports.pcp_port, "backend_port0": ports.primary_port,
                                 "backend_port1": ports.standby_port}[name])

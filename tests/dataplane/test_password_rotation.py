@@ -29,9 +29,10 @@ from components import password_rotation
 from components.pgpool_config import pool_passwd_entry
 from components.scram import saslprep, scram_salt, scram_sha_256_verifier
 from components.settings import load_settings
-from tests.dataplane.harness import LOCALHOST, Endpoint, wait_until
+from tests.dataplane.harness import Endpoint, wait_until
 from tests.dataplane.installs import debian12
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool, running_database
+from tests.dataplane.pod_network import entered
 from tests.dataplane.stack_files import DevStack, awkward_secrets, dev_stack, read_dev_stack
 from tests.program_run import run_program
 
@@ -84,8 +85,11 @@ def rotated_stack() -> tuple[DevStack, GeneratedJob]:
     return stack, generated_job(stack, run)
 
 
-def run_job(local: LocalDevStack, job: GeneratedJob, name: str):
-    """The Job's container: its script with the mount paths mapped, the primary as PGHOST."""
+def run_job(local: LocalDevStack, job: GeneratedJob, name: str, netns: str | None = None,
+            ca_files: dict[str, str] | None = None):
+    """The Job's container: its script with the mount paths mapped, the primary as PGHOST; in the Job's
+    pod's network namespace when given (tests/dataplane/pod_network.py); with `ca_files`, the database's CA
+    Secret (cert-manager's, for KubeDB) mounted where the Job reads it."""
     superuser_dir = local.workspace.directory(name, "superuser")
     rotation_dir = local.workspace.directory(name, "rotation")
     for directory, files in ((superuser_dir, job.superuser_files), (rotation_dir, job.rotation_files)):
@@ -94,9 +98,16 @@ def run_job(local: LocalDevStack, job: GeneratedJob, name: str):
     script = job.script.replace(password_rotation.SUPERUSER_DIR, str(superuser_dir)) \
         .replace(password_rotation.ROTATION_DIR, str(rotation_dir))
     assert script.count(str(superuser_dir)) == 2 and script.count(str(rotation_dir)) == 2, "a path was not mapped"
-    env = {**job.env, "PGHOST": LOCALHOST, "PGPORT": str(local.cluster.primary.endpoint.port)}
+    primary = local.cluster.primary.endpoint
+    env = {**job.env, "PGHOST": primary.host, "PGPORT": str(primary.port)}
+    if ca_files is not None:
+        ca_dir = local.workspace.directory(name, "postgres-ca")
+        for file, text in ca_files.items():
+            local.workspace.write(ca_dir / file, text, mode=0o444)
+        env = {key: value.replace(password_rotation.CA_DIR, str(ca_dir)) for key, value in env.items()}
     started = time.monotonic()
-    result = local.workspace.run(["sh", "-c", script], env=env, check=False)
+    with entered(netns):
+        result = local.workspace.run(["sh", "-c", script], env=env, check=False)
     return result, time.monotonic() - started
 
 

@@ -26,6 +26,15 @@ COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", ".state", "__pycache__", "
 VENVS = (".venv", "policies/.venv")
 
 
+def override_config(config: dict, settings: dict[str, str | None]) -> None:
+    """Set settings (by key without the project's prefix) in a stack file's `config:`; None unsets one."""
+    for key, value in settings.items():
+        if value is None:
+            config.pop(f"{PROJECT}:{key}", None)
+        else:
+            config[f"{PROJECT}:{key}"] = value
+
+
 @dataclass
 class EngineRun:
     """One `scripts/engine.py` command: its exit status, what it printed, the engine's events."""
@@ -68,6 +77,19 @@ class EngineRun:
                 for event in self.events if "policyEvent" in event]
 
 
+def module_project(tmp_path_factory, name: str) -> "EngineProject":
+    """A project copy of its own for one test module."""
+    base = tmp_path_factory.mktemp(name)
+    return EngineProject(base / "project", base / "state")
+
+
+def first_up(project: "EngineProject", stack: str) -> EngineRun:
+    """The stack's first `up`, which the module's tests build on."""
+    run = project.engine("up", stack)
+    assert run.returncode == 0, run.output
+    return run
+
+
 class EngineProject:
     """A copy of the project with its own Pulumi backend and passphrase."""
 
@@ -107,10 +129,10 @@ class EngineProject:
     def set_config(self, stack: str, key: str, value: str) -> None:
         self.pulumi("config", "set", "--stack", stack, f"{PROJECT}:{key}", value)
 
-    def write_stack_file(self, stack: str, config: dict[str, str]) -> None:
-        """A stack file like Pulumi.dev.yaml, with these settings on top of the dev stack's."""
+    def write_stack_file(self, stack: str, config: dict[str, str | None]) -> None:
+        """A stack file like Pulumi.dev.yaml, with these settings on top of the dev stack's (None unsets one)."""
         dev = yaml.safe_load((self.dir / "Pulumi.dev.yaml").read_text())["config"]
-        dev.update({f"{PROJECT}:{key}": value for key, value in config.items()})
+        override_config(dev, config)
         (self.dir / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": dev}))
 
     def secret_values(self, stack: str) -> dict[str, str]:

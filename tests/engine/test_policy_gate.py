@@ -10,14 +10,23 @@ import json
 import pytest
 
 from tests.engine.harness import EngineProject
-from tests.program_run import production_config
+from tests.program_run import VERIFIED_DIGEST, production_config
 
+PRODUCTION = production_config()
 BROKEN_STACKS = {
     # stack: (settings on top of the dev stack's, the policy, the resource it names)
-    "production-without-tls": ({**production_config(), "ssl": "false"}, "pgpool-ssl-in-production", "pgpool-config"),
+    "production-without-tls": ({**PRODUCTION, "ssl": "false"}, "pgpool-ssl-in-production", "pgpool-config"),
     "load-balancer": ({"pgpoolServiceType": "LoadBalancer", "allowLoadBalancer": "true"},
                       "pgpool-no-load-balancer", "pgpool"),
     "weight-not-standbys": ({"backendWeight1": "5"}, "pgpool-backend-weight-matches-standbys", "pgpool-config"),
+    # Pgpool-II is recognised by what it runs, not by an image named .../pgpool/pgpool (a mirror, a fork).
+    "mirrored-image-without-tls": ({**PRODUCTION, "ssl": "false",
+                                    "pgpoolImage": "registry.example.com/mirror/pgpool:4.7.2" + VERIFIED_DIGEST},
+                                   "pgpool-ssl-in-production", "pgpool-config"),
+    "renamed-image-env-mode-without-tls": ({**PRODUCTION, "ssl": "false", "pgpoolMode": "env",
+                                            "pgpoolImage": "registry.example.com/acme/pg-pooler:4.7.2" + VERIFIED_DIGEST},
+                                           "pgpool-ssl-in-production", "pgpool"),
+    "node-port": ({"pgpoolServiceType": "NodePort", "allowNodePort": "true"}, "pgpool-no-load-balancer", "pgpool"),
     # Another operator's PostgreSQL: the pack cannot see its max_connections and assumes its default 100,
     # under the 2 pods x 32 children x 2 pool slots of the dev sizing.
     "pool-over-max-connections": ({"operator": "zalando", "pgpoolMode": "env"},

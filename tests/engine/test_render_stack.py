@@ -11,22 +11,19 @@ import json
 import pytest
 
 from policies.pgpool_policies import PACK_NAME, POLICIES
-from tests.engine.harness import EngineProject, EngineRun, rendered_objects
+from tests.engine.harness import EngineProject, EngineRun, first_up, module_project, rendered_objects
 
 STACK = "dev"
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> EngineProject:
-    base = tmp_path_factory.mktemp("engine")
-    return EngineProject(base / "project", base / "state")
+    return module_project(tmp_path_factory, "engine")
 
 
-@pytest.fixture(scope="module")
-def first_up(project: EngineProject) -> EngineRun:
-    run = project.engine("up", STACK)
-    assert run.returncode == 0, run.output
-    return run
+@pytest.fixture(scope="module", name="first_up")
+def first_up_fixture(project: EngineProject) -> EngineRun:
+    return first_up(project, STACK)
 
 
 def by_kind(objects: list[dict], kind: str) -> list[dict]:
