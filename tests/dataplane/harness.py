@@ -305,11 +305,12 @@ class PostgresCluster:
         self.replication_password = f"repl-{os.urandom(8).hex()}"
 
     def create(self, settings_conf: str, init_sql: str, tls: tuple[str, str] | None = None,
-               auth_method: str = "scram-sha-256", tls_only: bool = False) -> None:
+               auth_method: str = "scram-sha-256", tls_only: bool = False, libraries: tuple[str, ...] = ()) -> None:
         """initdb, start the primary with `settings_conf` appended to postgresql.conf, run `init_sql`
         as the superuser, then clone and start the standby. `tls` (certificate, key) turns ssl on, and
         `tls_only` makes pg_hba.conf accept TCP clients only over TLS (hostssl), as KubeDB's does when
-        its Postgres has spec.tls; `auth_method` is pg_hba.conf's method, as KubeDB's clientAuthMode sets it."""
+        its Postgres has spec.tls; `auth_method` is pg_hba.conf's method, as KubeDB's clientAuthMode sets it;
+        `libraries` are preloaded on both servers (pg_stat_statements: what each server really executed)."""
         pwfile = self.workspace.write("initdb.pw", self.primary.password + "\n")
         try:
             self.workspace.run([
@@ -328,6 +329,7 @@ class PostgresCluster:
                 "logging_collector = off\n"
                 "log_line_prefix = '%m [%p] %u@%d '\n"
                 + ("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n" if tls else "")
+                + (f"shared_preload_libraries = '{','.join(libraries)}'\n" if libraries else "")
                 + "# the program's settings (KubeDB user.conf)\n"
                 + settings_conf
             )
@@ -503,6 +505,19 @@ class HAProxy(Service):
     def remove(self, slot: str) -> None:
         """Out of the endpoints: no new connections; established ones go on, as with kube-proxy."""
         self.admin(f"set server {self.proxy}/{slot} state maint")
+
+
+class Memcached(Service):
+    """Debian's memcached on a free port of 127.0.0.1, TCP only."""
+
+    def __init__(self, workspace: Workspace, name: str = "memcached", megabytes: int = 16):
+        self.endpoint = Endpoint(free_ports(1)[0])
+        super().__init__(workspace, name, ["/usr/bin/memcached", "-l", LOCALHOST, "-p", str(self.endpoint.port),
+                                           "-U", "0", "-m", str(megabytes)])
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready("listening", lambda: accepts_connections(self.endpoint))
 
 
 class MetricsExporter(Service):

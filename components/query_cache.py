@@ -1,0 +1,122 @@
+"""Pgpool-II's in-memory query cache as the pgpool/pgpool image can run it: in each pod's shared memory.
+
+Pure: the pgpool.conf parameters of the cache and the shared memory they make Pgpool-II allocate.
+No Pulumi import. Sizes and layouts are Pgpool-II's own (src/query_cache/pool_memqcache.c and
+src/main/pgpool_main.c, the same in 4.3 to 4.7); the data plane checks the figure against the
+size Pgpool-II logs and against what a memory cgroup is charged.
+
+Pgpool-II allocates the cache's shared memory whenever `memqcache_method` is shmem (its default),
+even with `memory_cache_enabled = off`: the shared relation cache (`enable_shared_relcache`, on)
+lives in the same store. So with the cache off the stack still renders the sizes, small ones, or
+every pod would hold Pgpool-II's default 128 MiB for a few hundred catalog entries.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+BLOCK_BYTES = 1 * MIB
+"""memqcache_cache_block_size, Pgpool-II's default and not a setting here: the cache is a whole number
+of blocks, a result must fit in one (memqcache_maxcache <= the block), and a full cache evicts a
+whole block at a time."""
+HASH_ELEMENT_BYTES = 16 + 48
+"""Per hash slot: a header element (uint32 key + pointer) and an element (next pointer, 32-byte MD5
+key, 8-byte cache id), each padded to 8 bytes on 64-bit builds."""
+HASH_HEADER_BYTES = 16
+"""The hash table's header before its slots (long nhash, uint32 mask)."""
+RELCACHE_ONLY_TOTAL_BYTES = 4 * MIB
+RELCACHE_ONLY_ENTRIES = 16384
+"""With the query cache off: room for the shared relation cache only (an entry is about 100 bytes),
+5 MiB of shared memory instead of Pgpool-II's default 128 MiB."""
+TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_$]*$")
+QUALIFIED_TABLE_NAME = re.compile(r"^([a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*$")
+
+
+def _maxalign(size: int) -> int:
+    return -(-size // 8) * 8
+
+
+def hash_slots(max_entries: int) -> int:
+    """Slots of Pgpool-II's cache hash table: memqcache_max_num_cache rounded up to a power of two (at least 2)."""
+    slots = 2
+    while slots < max_entries:
+        slots <<= 1
+    return slots
+
+
+def shared_memory_bytes(total_bytes: int, max_entries: int) -> int:
+    """The shared memory the cache store takes: its blocks, one free-space byte per block, and the
+    hash table for `max_entries` results, as Pgpool-II's main process sizes and zeroes it at start
+    (the whole of it is resident from then on)."""
+    blocks = total_bytes // BLOCK_BYTES
+    return (_maxalign(blocks * BLOCK_BYTES) + _maxalign(blocks)
+            + _maxalign(HASH_HEADER_BYTES + HASH_ELEMENT_BYTES * hash_slots(max_entries)))
+
+
+@dataclass(frozen=True)
+class QueryCache:
+    """The query cache of one Pgpool-II pod; `enabled` False leaves only the shared relation cache."""
+
+    enabled: bool = False
+    total_bytes: int = 64 * MIB
+    """memqcache_total_size: the cache blocks."""
+    max_entries: int = 100_000
+    """memqcache_max_num_cache: hash slots, one per cached result."""
+    max_result_bytes: int = 400 * 1024
+    """memqcache_maxcache: a larger result is not cached."""
+    expire_seconds: int = 0
+    """memqcache_expire: how long a result is served; 0 forever."""
+    safe_tables: tuple[str, ...] = ()
+    """Views and unlogged tables whose results may be cached (Pgpool-II caches neither by default)."""
+    unsafe_tables: tuple[str, ...] = ()
+    """Tables whose results are never cached."""
+
+    @property
+    def shared_memory_bytes(self) -> int:
+        if not self.enabled:
+            return shared_memory_bytes(RELCACHE_ONLY_TOTAL_BYTES, RELCACHE_ONLY_ENTRIES)
+        return shared_memory_bytes(self.total_bytes, self.max_entries)
+
+
+def unsafe_table_pattern(table: str) -> str:
+    """The cache_unsafe_memqcache_table_list entry for a table name: Pgpool-II matches each entry, as
+    an anchored case-insensitive regular expression, against the name as the query writes it, so a
+    bare `orders` would not keep `public.orders` out of the cache; this matches both."""
+    if not TABLE_NAME.fullmatch(table):
+        raise ValueError(f"unsafe table {table!r}: use a table name (lower-case letters, digits, _ and $)")
+    return rf"([a-z0-9_$]+\.)?{re.escape(table)}"
+
+
+def safe_table_pattern(table: str) -> str:
+    """The cache_safe_memqcache_table_list entry for a (possibly schema-qualified) view or unlogged
+    table: the name as queries write it, the dot taken literally."""
+    if not QUALIFIED_TABLE_NAME.fullmatch(table):
+        raise ValueError(f"safe table {table!r}: use a table name, optionally schema.table")
+    return table.replace(".", r"\.").replace("$", r"\$")
+
+
+def query_cache_params(cache: QueryCache, oiddir: str) -> tuple[tuple[str, bool | int | str], ...]:
+    """pgpool.conf parameters of `cache`. Invalidation by table is on: a write through a pod removes
+    that pod's results on the written tables (other pods keep theirs until memqcache_expire)."""
+    if not cache.enabled:
+        return (
+            ("memory_cache_enabled", False),
+            ("memqcache_method", "shmem"),
+            ("memqcache_total_size", RELCACHE_ONLY_TOTAL_BYTES),
+            ("memqcache_max_num_cache", RELCACHE_ONLY_ENTRIES),
+        )
+    return (
+        ("memory_cache_enabled", True),
+        ("memqcache_method", "shmem"),
+        ("memqcache_total_size", cache.total_bytes),
+        ("memqcache_max_num_cache", cache.max_entries),
+        ("memqcache_maxcache", cache.max_result_bytes),
+        ("memqcache_cache_block_size", BLOCK_BYTES),
+        ("memqcache_expire", cache.expire_seconds),
+        ("memqcache_auto_cache_invalidation", True),
+        ("memqcache_oiddir", oiddir),
+        ("cache_safe_memqcache_table_list", ",".join(safe_table_pattern(t) for t in cache.safe_tables)),
+        ("cache_unsafe_memqcache_table_list", ",".join(unsafe_table_pattern(t) for t in cache.unsafe_tables)),
+    )

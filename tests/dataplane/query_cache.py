@@ -1,0 +1,145 @@
+"""The query cache on the data plane: Pgpool-II pods with the cache on, what they served from it,
+what each PostgreSQL server really executed, and how long a read stays stale."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+
+from components.query_cache import QueryCache, query_cache_params
+from tests.dataplane.local_stack import LocalDevStack, StackPgpool
+
+POLL_S = 0.02
+"""How often a stale reader asks again."""
+
+
+def conf_lines(params) -> str:
+    def text(value):
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return str(value) if isinstance(value, int) else f"'{value}'"
+
+    return "".join(f"{name} = {text(value)}\n" for name, value in params)
+
+
+def start_cached_pgpool(local: LocalDevStack, name: str, cache: QueryCache,
+                        prefix: tuple[str, ...] = ()) -> StackPgpool:
+    """A Pgpool-II pod of the dev stack with `cache`."""
+    oiddir = f"{local.pods_dir}/p{local._pods + 1}/v/tmp/oiddir"
+
+    def edit(files: dict[str, str]) -> None:
+        files["pgpool.conf"] += conf_lines(query_cache_params(cache, oiddir))
+
+    return local.pgpool(name, edit=edit, prefix=prefix)
+
+
+def app_connect(pgpool, **kwargs) -> psycopg.Connection:
+    """A session of the application user; never a named prepared statement unless asked (Pgpool-II's SHOW
+    commands and the cache treat those apart)."""
+    stack = pgpool.stack
+    user = stack.app_user
+    return pgpool.endpoint.connect(user, stack.passwords[user], dbname=user,
+                                   **{"prepare_threshold": None, **kwargs})
+
+
+def pool_cache(conn: psycopg.Connection) -> dict[str, float]:
+    """SHOW pool_cache of the pod `conn` is connected to."""
+    cursor = conn.execute("SHOW pool_cache", prepare=False)
+    row = cursor.fetchone()
+    return {column.name: float(value) for column, value in zip(cursor.description, row)}
+
+
+class Table:
+    """A table of the application user with `rows` rows (k, v = 0), created on the primary directly and
+    replayed by the standby before it is used. Each key's read is a query of its own: its own cache entry."""
+
+    def __init__(self, local: LocalDevStack, name: str, rows: int = 1):
+        self.local, self.name = local, name
+        stack = local.stack
+        user = stack.app_user
+        with local.cluster.primary.endpoint.connect(user, stack.passwords[user], dbname=user) as conn:
+            conn.execute(f"CREATE TABLE {name} (k integer PRIMARY KEY, v integer NOT NULL)")
+            conn.execute(f"INSERT INTO {name} SELECT k, 0 FROM generate_series(1, {rows}) AS k")
+        local.cluster.wait_streaming()
+
+    def read(self, key: int = 1) -> str:
+        return f"SELECT v FROM {self.name} WHERE k = {key}"
+
+    def write(self, conn: psycopg.Connection, value: int, key: int = 1, settle: bool = True) -> None:
+        """UPDATE a row through `conn`'s pod. Pgpool-II answers a write first and invalidates the cache
+        after (pool_handle_query_cache runs once ReadyForQuery is sent); with `settle`, one more statement
+        in the same session, which the pod handles only once that is done."""
+        conn.execute(f"UPDATE {self.name} SET v = %s WHERE k = %s", (value, key))
+        if settle:
+            conn.execute("SELECT pg_backend_pid()")  # not cacheable: no hit, no entry
+
+    def executed(self) -> int:
+        """How many times the primary and the standby together executed a SELECT of this table
+        (pg_stat_statements, each server's own count)."""
+        query = "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE %s"
+        like = f"SELECT v FROM {self.name} %"
+        return sum(int(server.query(query, (like,), dbname=self.local.stack.app_user)[0][0])
+                   for server in (self.local.cluster.primary, self.local.cluster.standby))
+
+
+def track_statements(local: LocalDevStack) -> None:
+    """pg_stat_statements in the application's database (the library is preloaded on both servers)."""
+    local.cluster.primary.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", dbname=local.stack.app_user)
+    local.cluster.wait_streaming()
+
+
+@dataclass(frozen=True)
+class Read:
+    """One read and when it was sent and answered (wall clock: Pgpool-II's expiry runs on it)."""
+
+    sent: float
+    answered: float
+    value: int
+
+
+def timed_read(conn: psycopg.Connection, query: str) -> Read:
+    sent = time.time()
+    value = conn.execute(query).fetchone()[0]
+    return Read(sent, time.time(), value)
+
+
+def reads_until(conn: psycopg.Connection, query: str, value: int, timeout: float) -> list[Read]:
+    """Read through `conn` until the row shows `value`; every read, the fresh one last."""
+    reads = [timed_read(conn, query)]
+    while reads[-1].value != value:
+        if reads[-1].answered - reads[0].sent > timeout:
+            raise AssertionError(f"{query}: still {reads[-1].value}, not {value}, after {timeout:.0f} s")
+        time.sleep(POLL_S)
+        reads.append(timed_read(conn, query))
+    return reads
+
+
+@dataclass
+class Staleness:
+    """Reads that returned a row older than the last acknowledged write."""
+
+    writes: int = 0
+    reads: int = 0
+    stale: int = 0
+    durations: list[float] = field(default_factory=list)
+    """Per write that some read missed: seconds from the write's acknowledgement to the first fresh answer."""
+
+    def add(self, reads: list[Read], written: float) -> None:
+        """The reads that followed one write (`written`: when it was acknowledged), the fresh one last."""
+        self.writes += 1
+        self.reads += len(reads)
+        self.stale += len(reads) - 1
+        if len(reads) > 1:
+            self.durations.append(reads[-1].answered - written)
+
+    @property
+    def longest(self) -> float:
+        return max(self.durations, default=0.0)
+
+    def describe(self) -> str:
+        if not self.durations:
+            return f"no stale read after {self.writes} writes ({self.reads} reads)"
+        return (f"stale after {len(self.durations)} of {self.writes} writes, for {min(self.durations):.2f} to "
+                f"{self.longest:.2f} s ({self.stale} of {self.reads} reads, one every {POLL_S} s while stale)")
