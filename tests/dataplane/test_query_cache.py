@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from components.query_cache import QueryCache
+from tests.dataplane.load import pgbench
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool
 from tests.dataplane.query_cache import (
     Read,
@@ -167,3 +168,110 @@ def test_a_read_right_after_a_write_may_cache_a_standby_behind_it(local: LocalDe
     print(f"read through the standby right after each write through the same pod, memqcache_expire = "
           f"{EXPIRE_S} s: {cached_stale.describe()}")
     assert cached_stale.longest < EXPIRE_S + 1 + 1
+
+
+def test_nothing_is_cached_that_must_not_be(local: LocalDevStack, cache_pods: CachePods) -> None:
+    """Each query runs twice through one session of pod A: those whose result may change with no write
+    through Pgpool-II, or that only the session sees, never count a hit; a plain table's does (the
+    control). Then rows change on the primary directly, where Pgpool-II cannot see it: every uncached
+    query shows the change, the control still returns its cached row."""
+    stack = local.stack
+    user = stack.app_user
+    with local.cluster.primary.endpoint.connect(user, stack.passwords[user], dbname=user) as conn:
+        for name, kind in (("qc_rules", "TABLE"), (UNSAFE_TABLE, "TABLE"), ("qc_unlogged", "UNLOGGED TABLE")):
+            conn.execute(f"CREATE {kind} {name} (k integer PRIMARY KEY, v integer NOT NULL)")
+            conn.execute(f"INSERT INTO {name} VALUES (1, 0)")
+        conn.execute("CREATE VIEW qc_view AS SELECT k, v FROM qc_rules")
+    local.cluster.wait_streaming()
+    uncached = {  # each reads row 1 of a table the test then changes
+        "now()": "SELECT v, now() FROM qc_rules WHERE k = 1",
+        "random()": "SELECT v, random() FROM qc_rules WHERE k = 1",
+        "clock_timestamp()": "SELECT v, clock_timestamp() FROM qc_rules WHERE k = 1",
+        "a table on the unsafe list": f"SELECT v FROM {UNSAFE_TABLE} WHERE k = 1",
+        "the same, schema-qualified": f"SELECT v FROM public.{UNSAFE_TABLE} WHERE k = 1",
+        "a view": "SELECT v FROM qc_view WHERE k = 1",
+        "an unlogged table": "SELECT v FROM qc_unlogged WHERE k = 1",
+        "FOR UPDATE": "SELECT v FROM qc_rules WHERE k = 1 FOR UPDATE",
+        "a temporary table": "SELECT v FROM qc_temp WHERE k = 1",
+    }
+    other_uncached = {
+        "the routing tests' current_setting('port')": "SELECT current_setting('port')",
+        "a system catalog": "SELECT count(*) FROM pg_class",
+    }
+    control = "SELECT v FROM qc_rules WHERE k = 1"
+    with app_connect(cache_pods.a) as conn:
+        conn.execute("CREATE TEMPORARY TABLE qc_temp (k integer PRIMARY KEY, v integer NOT NULL)")
+        conn.execute("INSERT INTO qc_temp VALUES (1, 0)")
+        hits = {}
+        for label, query in {"a plain table (the control)": control, **uncached, **other_uncached}.items():
+            before = pool_cache(conn)["num_cache_hits"]
+            conn.execute(query)
+            conn.execute(query)
+            hits[label] = pool_cache(conn)["num_cache_hits"] - before
+        with local.cluster.primary.endpoint.connect(user, stack.passwords[user], dbname=user) as direct:
+            for name in ("qc_rules", UNSAFE_TABLE, "qc_unlogged"):
+                direct.execute(f"UPDATE {name} SET v = 1")
+        conn.execute("UPDATE qc_temp SET v = 1")
+        local.cluster.wait_streaming()
+        seen = {label: conn.execute(query).fetchone()[0] for label, query in uncached.items()}
+        control_seen = conn.execute(control).fetchone()[0]
+        # A transaction reads its own write, cached row or not (the routing tests' check).
+        with conn.transaction():
+            conn.execute("UPDATE qc_rules SET v = 2 WHERE k = 1")
+            in_transaction = conn.execute(control).fetchone()[0]
+    print(f"cache hits of a second identical query: {hits}")
+    assert hits == {"a plain table (the control)": 1, **{label: 0 for label in {**uncached, **other_uncached}}}
+    assert seen == {label: 1 for label in uncached} and control_seen == 0
+    assert in_transaction == 2
+
+
+HOT_ACCOUNTS = 50
+TPCB_ON_HOT_ACCOUNTS = f"""\\set aid random(1, {HOT_ACCOUNTS})
+\\set bid random(1, 1)
+\\set tid random(1, 10)
+\\set delta random(-5000, 5000)
+BEGIN;
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
+UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;
+INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
+END;
+"""
+"""pgbench's built-in tpcb-like script on the hot accounts only."""
+SELECT_ONLY = "SELECT abalance FROM pgbench_accounts WHERE aid = {aid}"
+"""pgbench -S's statement, as its simple protocol sends it."""
+
+
+def test_pgbench_reads_the_same_with_and_without_the_cache(local: LocalDevStack, cache_pods: CachePods,
+                                                           pgpool: StackPgpool) -> None:
+    """pgbench's select-only statement on the hot accounts through pod A (cached), pgbench's read/write
+    transactions on them through A, then every hot account read through A (twice), through a pod without
+    the cache and on the primary: all the same."""
+    stack = local.stack
+    user, password = stack.app_user, stack.passwords[stack.app_user]
+    local.workspace.run(["pgbench", "-i", "-q", "-s", "1"],
+                        env=local.cluster.primary.endpoint.libpq_env(user, password, user))
+    local.cluster.wait_streaming()
+    select_only = local.workspace.write("qc_select_only.sql", f"\\set aid random(1, {HOT_ACCOUNTS})\n"
+                                        + SELECT_ONLY.format(aid=":aid") + ";\n")
+    tpcb = local.workspace.write("qc_tpcb.sql", TPCB_ON_HOT_ACCOUNTS)
+    accounts = [SELECT_ONLY.format(aid=aid) for aid in range(1, HOT_ACCOUNTS + 1)]
+    with app_connect(cache_pods.a) as conn:
+        before = pool_cache(conn)
+        pgbench(local.workspace, cache_pods.a.endpoint, user, password, user,
+                ["-n", "-c", "2", "-t", "200", "-f", str(select_only)])
+        pgbench(local.workspace, cache_pods.a.endpoint, user, password, user,
+                ["-n", "-c", "2", "-t", "100", "-f", str(tpcb)])
+        local.cluster.wait_streaming()
+        cached = [[conn.execute(query).fetchone()[0] for query in accounts] for _ in range(2)]
+        hits = pool_cache(conn)["num_cache_hits"] - before["num_cache_hits"]
+    with app_connect(pgpool) as conn:
+        uncached = [conn.execute(query).fetchone()[0] for query in accounts]
+    with local.cluster.primary.endpoint.connect(user, password, dbname=user) as conn:
+        direct = [conn.execute(query).fetchone()[0] for query in accounts]
+        changed = conn.execute("SELECT count(DISTINCT aid) FROM pgbench_history").fetchone()[0]
+    print(f"pgbench select-only and tpcb-like on {HOT_ACCOUNTS} accounts through pod A: {hits:.0f} cache hits, "
+          f"{changed} accounts changed; reads through A, without the cache and direct agree")
+    assert changed > HOT_ACCOUNTS // 2 and hits > HOT_ACCOUNTS
+    assert cached == [direct, direct] and uncached == direct
