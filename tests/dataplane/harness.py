@@ -230,15 +230,16 @@ class Service:
         return RuntimeError(f"{self.name}: {message}\n--- {self.log} (tail) ---\n{self.log_tail()}")
 
     def wait_ready(self, what: str, check: Callable[[], object], timeout: float = 30.0) -> None:
-        def alive_and_ready():
-            if not self.running:
-                raise self.fail("exited during start-up")
-            return check()
+        """Until `check` passes; a process that exits fails at once (wait_until would retry its error)."""
+        def exited_or_ready():
+            return not self.running or check()
 
         try:
-            wait_until(f"{self.name} {what}", alive_and_ready, timeout)
+            wait_until(f"{self.name} {what}", exited_or_ready, timeout)
         except TimeoutError as error:
             raise self.fail(str(error)) from None
+        if not self.running:
+            raise self.fail("exited during start-up")
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@ what each PostgreSQL server really executed, and how long a read stays stale."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -143,3 +144,19 @@ class Staleness:
             return f"no stale read after {self.writes} writes ({self.reads} reads)"
         return (f"stale after {len(self.durations)} of {self.writes} writes, for {min(self.durations):.2f} to "
                 f"{self.longest:.2f} s ({self.stale} of {self.reads} reads, one every {POLL_S} s while stale)")
+
+
+def allocated_shared_memory(pgpool: StackPgpool) -> int:
+    """The shared memory segment Pgpool-II's main process allocated at start, as it logs it."""
+    match = re.search(r"allocating shared memory segment of size: (\d+)", pgpool.log_since_start())
+    if not match:
+        raise AssertionError(f"{pgpool.name} logged no shared memory allocation:\n{pgpool.log_tail()}")
+    return int(match[1])
+
+
+def memory_limit_bytes(pod_spec: dict, container: str = "pgpool") -> int:
+    """A container's memory limit in the pod template, in bytes (binary suffixes, as the stack writes them)."""
+    [spec] = [c for c in pod_spec["containers"] if c["name"] == container]
+    quantity = spec["resources"]["limits"]["memory"]
+    number, suffix = re.fullmatch(r"([0-9]+)(Ki|Mi|Gi)?", quantity).groups()
+    return int(number) * 1024 ** ("", "Ki", "Mi", "Gi").index(suffix or "")

@@ -17,14 +17,17 @@ from typing import Iterator
 import psycopg
 import pytest
 
-from components.query_cache import QueryCache
+from components.query_cache import MIB, QueryCache
 from tests.dataplane.load import pgbench
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool
+from tests.dataplane.memory_group import MemoryGroup
 from tests.dataplane.query_cache import (
     Read,
     Staleness,
     Table,
+    allocated_shared_memory,
     app_connect,
+    memory_limit_bytes,
     pool_cache,
     reads_until,
     start_cached_pgpool,
@@ -50,11 +53,15 @@ class CachePods:
     b: StackPgpool
 
 
+def cache_pods_cache() -> QueryCache:
+    return QueryCache(enabled=True, expire_seconds=EXPIRE_S, unsafe_tables=(UNSAFE_TABLE,))
+
+
 @pytest.fixture(scope="module")
 def cache_pods(local: LocalDevStack) -> Iterator[CachePods]:
     """Two pods with the cache on, as two replicas of the Deployment."""
     track_statements(local)
-    cache = QueryCache(enabled=True, expire_seconds=EXPIRE_S, unsafe_tables=(UNSAFE_TABLE,))
+    cache = cache_pods_cache()
     pods = CachePods(start_cached_pgpool(local, "pgpool-cache-a", cache),
                      start_cached_pgpool(local, "pgpool-cache-b", cache))
     yield pods
@@ -275,3 +282,27 @@ def test_pgbench_reads_the_same_with_and_without_the_cache(local: LocalDevStack,
           f"{changed} accounts changed; reads through A, without the cache and direct agree")
     assert changed > HOT_ACCOUNTS // 2 and hits > HOT_ACCOUNTS
     assert cached == [direct, direct] and uncached == direct
+
+
+def test_the_cache_takes_the_shared_memory_the_settings_say(local: LocalDevStack, cache_pods: CachePods) -> None:
+    """Pgpool-II's shared memory grows with the cache exactly as QueryCache.shared_memory_bytes says, all
+    of it is resident from the start and charged to the container's memory limit (a cgroup, as the
+    kubelet sets it): a limit below it kills Pgpool-II as it starts."""
+    uid = local.stack.pod["securityContext"]["runAsUser"]
+    default, small = cache_pods_cache(), QueryCache(True, 8 * MIB, 1000, expire_seconds=EXPIRE_S)
+    with MemoryGroup("cache", memory_limit_bytes(local.stack.pod), uid) as group:
+        pod = start_cached_pgpool(local, "pgpool-cache-memory", small, prefix=group.enter)
+        try:
+            charged = group.stat()
+        finally:
+            pod.stop()
+    grown = allocated_shared_memory(cache_pods.a) - allocated_shared_memory(pod)
+    print(f"shared memory: {allocated_shared_memory(cache_pods.a)} bytes with the default cache "
+          f"({default.shared_memory_bytes} of them the cache's), {allocated_shared_memory(pod)} with an 8 MiB one; "
+          f"the container's cgroup holds {charged['shmem']} bytes of shared memory, {charged['rss']} private")
+    assert grown == default.shared_memory_bytes - small.shared_memory_bytes
+    assert charged["shmem"] >= allocated_shared_memory(pod)
+    with MemoryGroup("too-small", default.shared_memory_bytes // 2, uid) as group:
+        with pytest.raises(RuntimeError, match="exited during start-up"):
+            start_cached_pgpool(local, "pgpool-cache-oom", default, prefix=group.enter)
+        assert group.oom_kills >= 1
