@@ -25,15 +25,28 @@ def conf_lines(params) -> str:
     return "".join(f"{name} = {text(value)}\n" for name, value in params)
 
 
-def start_cached_pgpool(local: LocalDevStack, name: str, cache: QueryCache,
-                        prefix: tuple[str, ...] = ()) -> StackPgpool:
-    """A Pgpool-II pod of the dev stack with `cache`."""
+def start_cached_pgpool(local: LocalDevStack, name: str, cache: QueryCache, prefix: tuple[str, ...] = (),
+                        by_hand: dict[str, int | str] | None = None) -> StackPgpool:
+    """A Pgpool-II pod of the dev stack with `cache`; `by_hand` sets pgpool.conf parameters the stack
+    would not (memcached mode)."""
     oiddir = f"{local.pods_dir}/p{local._pods + 1}/v/tmp/oiddir"
 
     def edit(files: dict[str, str]) -> None:
-        files["pgpool.conf"] += conf_lines(query_cache_params(cache, oiddir))
+        params = dict(query_cache_params(cache, oiddir))
+        files["pgpool.conf"] += conf_lines({**params, **(by_hand or {})}.items())
 
     return local.pgpool(name, edit=edit, prefix=prefix)
+
+
+def oid_maps(pgpool: StackPgpool) -> list[str]:
+    """The table oid map files of a pod (memqcache_oiddir/<database oid>/<table oid>)."""
+    oiddir = pgpool.pod.host(pgpool.pod.path("pgpool", "/tmp")) / "oiddir"
+    return sorted(str(path.relative_to(oiddir)) for path in oiddir.glob("*/*"))
+
+
+def links_libmemcached(install) -> bool:
+    """Whether the install's pgpool was built with memcached support (Debian's is, the image's is not)."""
+    return b"libmemcached.so" in install.host_path(install.program("pgpool")).read_bytes()
 
 
 def app_connect(pgpool, **kwargs) -> psycopg.Connection:

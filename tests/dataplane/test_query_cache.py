@@ -18,6 +18,8 @@ import psycopg
 import pytest
 
 from components.query_cache import MIB, QueryCache
+from tests.dataplane.harness import Memcached
+from tests.dataplane.installs import PgpoolInstall
 from tests.dataplane.load import pgbench
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool
 from tests.dataplane.memory_group import MemoryGroup
@@ -28,6 +30,8 @@ from tests.dataplane.query_cache import (
     allocated_shared_memory,
     app_connect,
     memory_limit_bytes,
+    oid_maps,
+    links_libmemcached,
     pool_cache,
     reads_until,
     start_cached_pgpool,
@@ -306,3 +310,76 @@ def test_the_cache_takes_the_shared_memory_the_settings_say(local: LocalDevStack
         with pytest.raises(RuntimeError, match="exited during start-up"):
             start_cached_pgpool(local, "pgpool-cache-oom", default, prefix=group.enter)
         assert group.oom_kills >= 1
+
+
+def memcached_pods(local: LocalDevStack, memcached: Memcached) -> CachePods:
+    """Two pods whose cache is one memcached: the stack refuses the mode, so this is pgpool.conf by hand."""
+    by_hand = {"memqcache_method": "memcached", "memqcache_memcached_host": memcached.endpoint.host,
+               "memqcache_memcached_port": memcached.endpoint.port}
+    cache = cache_pods_cache()
+    return CachePods(*(start_cached_pgpool(local, f"pgpool-memcached-{name}", cache, by_hand=by_hand)
+                       for name in "ab"))
+
+
+def test_one_memcached_for_two_pods_invalidates_only_what_the_writing_pod_cached(
+        local: LocalDevStack, install: PgpoolInstall) -> None:
+    """Memcached mode on a Pgpool-II built with it (Debian's): pod A caches a row in the memcached both
+    pods use, and pod B then serves it from there too. A write through B leaves it: B's memqcache_oiddir
+    records only what B cached, so B deletes nothing, and both pods serve the older row until it
+    expires. A write through A, which cached it, removes it for both. Not coherent across pods."""
+    if not links_libmemcached(install):
+        pytest.skip(f"{install} is built without memcached, as the pgpool/pgpool image is "
+                    "(test_memcached_mode_fails_every_query_on_a_build_without_it)")
+    memcached = Memcached(local.workspace)
+    memcached.start()
+    pods = memcached_pods(local, memcached)
+    table = Table(local, "qc_memcached", rows=2)
+    try:
+        with app_connect(pods.a) as conn_a, app_connect(pods.b) as conn_b:
+            hits_b = pool_cache(conn_b)["num_cache_hits"]
+            for key, writer in ((1, conn_b), (2, conn_a)):
+                conn_a.execute(table.read(key))
+                conn_b.execute(table.read(key))
+                table.write(writer, key, key)
+                local.cluster.wait_streaming()
+                seen = {pod: conn.execute(table.read(key)).fetchone()[0] for pod, conn in (("a", conn_a), ("b", conn_b))}
+                if key == 1:
+                    stale_after_b = seen
+                else:
+                    fresh_after_a = seen
+            served_by_b = pool_cache(conn_b)["num_cache_hits"] - hits_b
+        maps = {"a": oid_maps(pods.a), "b": oid_maps(pods.b)}
+    finally:
+        pods.a.stop()
+        pods.b.stop()
+        memcached.stop()
+    print(f"memcached shared by pods A and B: after a write through B, A and B read {stale_after_b} (stale: 0); "
+          f"after a write through A, {fresh_after_a}; B served {served_by_b:.0f} reads from what A cached; "
+          f"oid maps A {maps['a']}, B {maps['b']}")
+    assert stale_after_b == {"a": 0, "b": 0} and fresh_after_a == {"a": 2, "b": 2}
+    assert served_by_b >= 3 and maps["a"] and not maps["b"]
+
+
+def test_memcached_mode_fails_every_query_on_a_build_without_it(local: LocalDevStack,
+                                                                install: PgpoolInstall) -> None:
+    """The pgpool/pgpool image's Pgpool-II is configured without memcached (Dockerfile.pgpool:
+    --with-openssl only). In memcached mode it starts and accepts logins, and then every query fails
+    with "memcached support is not enabled", cacheable or not."""
+    if links_libmemcached(install):
+        pytest.skip(f"{install} is built with memcached (test_one_memcached_for_two_pods_...)")
+    memcached = Memcached(local.workspace)
+    memcached.start()
+    pods = memcached_pods(local, memcached)
+    table = Table(local, "qc_no_memcached")
+    failed = []
+    try:
+        for query in (table.read(), f"SELECT v, now() FROM {table.name} WHERE k = 1", "SELECT 1"):
+            with app_connect(pods.a) as conn:
+                with pytest.raises(psycopg.errors.InternalError, match="memcached support is not enabled"):
+                    conn.execute(query)
+                failed.append(query)
+    finally:
+        pods.a.stop()
+        pods.b.stop()
+        memcached.stop()
+    print(f"{install} in memcached mode: {failed} all failed with 'memcached support is not enabled'")
