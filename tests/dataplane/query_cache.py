@@ -65,6 +65,13 @@ def pool_cache(conn: psycopg.Connection) -> dict[str, float]:
     return {column.name: float(value) for column, value in zip(cursor.description, row)}
 
 
+def settled(conn: psycopg.Connection) -> None:
+    """Returns once the pod has done what follows its last answer in this session (Pgpool-II caches a
+    result, or invalidates after a write, only after sending ReadyForQuery): one more statement, which
+    the session's child handles after that. Not cacheable: no hit, no entry."""
+    conn.execute("SELECT pg_backend_pid()")
+
+
 class Table:
     """A table of the application user with `rows` rows (k, v = 0), created on the primary directly and
     replayed by the standby before it is used. Each key's read is a query of its own: its own cache entry."""
@@ -82,12 +89,10 @@ class Table:
         return f"SELECT v FROM {self.name} WHERE k = {key}"
 
     def write(self, conn: psycopg.Connection, value: int, key: int = 1, settle: bool = True) -> None:
-        """UPDATE a row through `conn`'s pod. Pgpool-II answers a write first and invalidates the cache
-        after (pool_handle_query_cache runs once ReadyForQuery is sent); with `settle`, one more statement
-        in the same session, which the pod handles only once that is done."""
+        """UPDATE a row through `conn`'s pod; with `settle`, until the pod has invalidated its cache."""
         conn.execute(f"UPDATE {self.name} SET v = %s WHERE k = %s", (value, key))
         if settle:
-            conn.execute("SELECT pg_backend_pid()")  # not cacheable: no hit, no entry
+            settled(conn)
 
     def executed(self) -> int:
         """How many times the primary and the standby together executed a SELECT of this table

@@ -34,6 +34,7 @@ from tests.dataplane.query_cache import (
     links_libmemcached,
     pool_cache,
     reads_until,
+    settled,
     start_cached_pgpool,
     timed_read,
     track_statements,
@@ -127,6 +128,7 @@ def test_a_read_through_another_pod_is_stale_until_memqcache_expire(local: Local
             query = table.read(key)
             cached = timed_read(reader_b, query)  # B's first read of this row: a miss, which B caches
             reader_a.execute(query)
+            settled(reader_a)  # A has cached it too
             time.sleep(EXPIRE_S * (key - 1) / CROSS_ROUNDS)  # the entry's age at the write, not a wait
             table.write(writer, key, key)
             written = time.time()
@@ -339,6 +341,7 @@ def test_one_memcached_for_two_pods_invalidates_only_what_the_writing_pod_cached
             hits_b = pool_cache(conn_b)["num_cache_hits"]
             for key, writer in ((1, conn_b), (2, conn_a)):
                 conn_a.execute(table.read(key))
+                settled(conn_a)  # A has stored the row in memcached: B's read finds it there
                 conn_b.execute(table.read(key))
                 table.write(writer, key, key)
                 local.cluster.wait_streaming()
@@ -354,10 +357,10 @@ def test_one_memcached_for_two_pods_invalidates_only_what_the_writing_pod_cached
         pods.b.stop()
         memcached.stop()
     print(f"memcached shared by pods A and B: after a write through B, A and B read {stale_after_b} (stale: 0); "
-          f"after a write through A, {fresh_after_a}; B served {served_by_b:.0f} reads from what A cached; "
+          f"after a write through A, {fresh_after_a}; B served {served_by_b:.0f} reads from memcached and cached nothing itself; "
           f"oid maps A {maps['a']}, B {maps['b']}")
     assert stale_after_b == {"a": 0, "b": 0} and fresh_after_a == {"a": 2, "b": 2}
-    assert served_by_b >= 3 and maps["a"] and not maps["b"]
+    assert served_by_b >= 2 and maps["a"] and not maps["b"]
 
 
 def test_memcached_mode_fails_every_query_on_a_build_without_it(local: LocalDevStack,
