@@ -12,17 +12,19 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import psycopg
 import pytest
 
-from components.query_cache import MIB, QueryCache
-from tests.dataplane.harness import Memcached
+from components.query_cache import MIB, QueryCache, hash_slots
+from tests.dataplane.harness import Exporter, Memcached, stopping
 from tests.dataplane.installs import PgpoolInstall
 from tests.dataplane.load import pgbench
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool
 from tests.dataplane.memory_group import MemoryGroup
+from tests.dataplane.test_metrics import samples
 from tests.dataplane.query_cache import (
     Read,
     Staleness,
@@ -386,3 +388,47 @@ def test_memcached_mode_fails_every_query_on_a_build_without_it(local: LocalDevS
         pods.b.stop()
         memcached.stop()
     print(f"{install} in memcached mode: {failed} all failed with 'memcached support is not enabled'")
+
+
+CACHE_SERIES = ("num_cache_hits", "num_selects", "cache_hit_ratio", "num_hash_entries", "used_hash_entries",
+                "num_cache_entries", "used_cache_entries_size", "free_cache_entries_size",
+                "fragment_cache_entries_size")
+"""pgpool2_exporter 1.2.2's pool_cache series (its metricMaps: SHOW POOL_CACHE's columns, no labels)."""
+
+
+def cache_series(exporter: Exporter) -> dict[str, float]:
+    text = exporter.metrics()
+    found = {}
+    for name in CACHE_SERIES:
+        [(labels, value)] = samples(text, f"pgpool2_pool_cache_{name}")
+        assert labels == {}, labels
+        found[name] = value
+    return found
+
+
+def test_the_exporter_reports_the_cache(local: LocalDevStack, cache_pods: CachePods, exporter_binary: Path) -> None:
+    """pgpool2_exporter beside pod A, as the sidecar runs: its pgpool2_pool_cache_* series follow the cache
+    through reads (hits and entries up, free space down) and a write (the table's entry gone)."""
+    image_env = {**local.stack.exporter_env, "PGPOOL_SERVICE_PORT": str(cache_pods.a.endpoint.port)}
+    exporter = Exporter(local.workspace, exporter_binary, image_env)
+    table = Table(local, "qc_exporter")
+    with stopping(exporter):
+        exporter.start()
+        before = cache_series(exporter)
+        with app_connect(cache_pods.a) as conn:
+            for _ in range(10):
+                conn.execute(table.read())
+            settled(conn)
+            cached = cache_series(exporter)
+            table.write(conn, 1)
+        written = cache_series(exporter)
+    print(f"pgpool2_pool_cache_* before, after 10 reads, after a write: {before}, {cached}, {written}")
+    assert before["num_hash_entries"] == hash_slots(cache_pods_cache().max_entries)
+    assert cached["num_cache_hits"] - before["num_cache_hits"] == 9
+    # The shared relation cache keeps its catalog entries in the same store, so more than one entry appears.
+    assert cached["num_cache_entries"] > before["num_cache_entries"]
+    assert cached["used_cache_entries_size"] > before["used_cache_entries_size"]
+    assert cached["free_cache_entries_size"] < before["free_cache_entries_size"]
+    assert 0 < cached["cache_hit_ratio"] <= 1
+    assert written["num_cache_entries"] == cached["num_cache_entries"] - 1
+    assert written["fragment_cache_entries_size"] > cached["fragment_cache_entries_size"]
