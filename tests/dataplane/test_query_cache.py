@@ -10,6 +10,7 @@ from a standby that had not yet replayed the write.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -432,3 +433,61 @@ def test_the_exporter_reports_the_cache(local: LocalDevStack, cache_pods: CacheP
     assert 0 < cached["cache_hit_ratio"] <= 1
     assert written["num_cache_entries"] == cached["num_cache_entries"] - 1
     assert written["fragment_cache_entries_size"] > cached["fragment_cache_entries_size"]
+
+
+INVALIDATION_DEFECTS = {
+    # Pgpool-II's release notes (doc/src/sgml/release-4.*.sgml): the first release of each series that
+    # invalidates the cache for the statement; a series missing never does.
+    "a named prepared statement run again (Bind without Parse)": {
+        (4, 3): (4, 3, 15), (4, 4): (4, 4, 12), (4, 5): (4, 5, 7), (4, 6): (4, 6, 1), (4, 7): (4, 7, 0)},
+    "MERGE": {(4, 4): (4, 4, 17), (4, 5): (4, 5, 12), (4, 6): (4, 6, 7), (4, 7): (4, 7, 2)},
+}
+"""Writes after which a pod keeps its cached results, before the release that fixed it ('Fix long standing
+bind bug with query cache', 4.6.1 etc.; 'Fix query cache to invalidate cache when MERGE statement is used',
+4.7.2 etc.; 4.3's parser predates MERGE)."""
+
+
+def release_of(install: PgpoolInstall) -> tuple[int, int, int]:
+    """The upstream release `pgpool --version` names (a distribution's backports are not counted)."""
+    match = re.search(r"version (\d+)\.(\d+)\.(\d+)", install.version)
+    return tuple(map(int, match.groups()))
+
+
+def test_known_invalidation_defects_leave_rows_stale_only_until_memqcache_expire(
+        local: LocalDevStack, cache_pods: CachePods, install: PgpoolInstall) -> None:
+    """Each write through pod A that some releases do not invalidate for: the row read through A stays stale
+    exactly on the releases the notes name, and then only until memqcache_expire."""
+    release = release_of(install)
+    table = Table(local, "qc_defects", rows=len(INVALIDATION_DEFECTS))
+    update = f"UPDATE {table.name} SET v = %s WHERE k = %s"
+    writes = {  # (before the row is cached, the write)
+        "a named prepared statement run again (Bind without Parse)": (
+            lambda conn, key: conn.execute(update, (0, key), prepare=True),  # Parse: prepared and run once
+            lambda conn, key: conn.execute(update, (10, key), prepare=True)),  # Bind and Execute only
+        "MERGE": (
+            lambda conn, key: None,
+            lambda conn, key: conn.execute(f"MERGE INTO {table.name} t USING (SELECT {key} AS k) s ON t.k = s.k "
+                                           "WHEN MATCHED THEN UPDATE SET v = 10")),
+    }
+    stale = {}
+    # prepare_threshold 0: psycopg keeps the statements it prepares, so the second run sends no Parse
+    with app_connect(cache_pods.a, prepare_threshold=0) as writer, app_connect(cache_pods.a) as reader:
+        for key, (defect, fixed) in enumerate(INVALIDATION_DEFECTS.items(), start=1):
+            query = table.read(key)
+            prepare, write = writes[defect]
+            prepare(writer, key)
+            settled(writer)
+            local.cluster.wait_streaming()
+            cached = timed_read(reader, query)
+            settled(reader)
+            write(writer, key)
+            settled(writer)
+            local.cluster.wait_streaming()
+            reads = reads_until(reader, query, 10, STALE_TIMEOUT_S)
+            stale[defect] = len(reads) > 1
+            expected = release < fixed.get(release[:2], (99, 0, 0))
+            assert stale[defect] == expected, f"{defect}: stale {stale[defect]} on {install}"
+            if stale[defect]:
+                earliest, latest = expires_between(cached, reads[0])
+                assert reads[-1].answered >= earliest and all(r.sent < latest for r in reads[:-1])
+    print(f"{install}: stale after {[d for d, s in stale.items() if s] or 'no'} write through the same pod")
