@@ -1,7 +1,7 @@
 """Pgpool-II's in-memory query cache as the pgpool/pgpool image can run it: in each pod's shared memory.
 
-Pure: the pgpool.conf parameters of the cache and the shared memory they make Pgpool-II allocate.
-No Pulumi import. Sizes and layouts are Pgpool-II's own (src/query_cache/pool_memqcache.c and
+Its stack settings (declared on QueryCache, read by components/settings.py), the pgpool.conf parameters of
+the cache and the shared memory they make Pgpool-II allocate. No Pulumi import. Sizes and layouts are Pgpool-II's own (src/query_cache/pool_memqcache.c and
 src/main/pgpool_main.c, the same in 4.3 to 4.7); the data plane checks the figure against the
 size Pgpool-II logs and against what a memory cgroup is charged.
 
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from components.config_schema import ByteSize, Choice, Integer, Pattern, Strings, setting
 
 MIB = 1024 * 1024
 BLOCK_BYTES = 1 * MIB
@@ -32,6 +34,8 @@ RELCACHE_ONLY_ENTRIES = 16384
 5 MiB of shared memory instead of Pgpool-II's default 128 MiB."""
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_$]*$")
 QUALIFIED_TABLE_NAME = re.compile(r"^([a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*$")
+MODES = ("off", "shmem", "memcached")
+"""memcached is named so that it can be refused with its reason (settings' query_cache_in_shared_memory)."""
 
 
 def _maxalign(size: int) -> int:
@@ -55,23 +59,43 @@ def shared_memory_bytes(total_bytes: int, max_entries: int) -> int:
             + _maxalign(HASH_HEADER_BYTES + HASH_ELEMENT_BYTES * hash_slots(max_entries)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class QueryCache:
-    """The query cache of one Pgpool-II pod; `enabled` False leaves only the shared relation cache."""
+    """The query cache of each Pgpool-II pod; off leaves only the shared relation cache's small store."""
 
-    enabled: bool = False
-    total_bytes: int = 64 * MIB
-    """memqcache_total_size: the cache blocks."""
-    max_entries: int = 100_000
-    """memqcache_max_num_cache: hash slots, one per cached result."""
-    max_result_bytes: int = 400 * 1024
-    """memqcache_maxcache: a larger result is not cached."""
-    expire_seconds: int = 0
-    """memqcache_expire: how long a result is served; 0 forever."""
-    safe_tables: tuple[str, ...] = ()
-    """Views and unlogged tables whose results may be cached (Pgpool-II caches neither by default)."""
-    unsafe_tables: tuple[str, ...] = ()
-    """Tables whose results are never cached."""
+    mode: str = setting(
+        "queryCache", "off", Choice(MODES),
+        "Pgpool-II's in-memory query cache: off, or shmem, in each pod's shared memory. A pod removes cached "
+        "results only for writes through itself, so a read may be up to queryCacheMaxStaleSeconds stale. "
+        "memcached is refused: the pgpool/pgpool image is built without it, and one memcached for all pods does "
+        "not invalidate across them.")
+    max_stale_seconds: int = setting(
+        "queryCacheMaxStaleSeconds", 0, Integer(0, 2_147_483_647),
+        "memqcache_expire: seconds a cached result is served, the bound on how stale a read through another pod "
+        "(or one cached from a standby not yet caught up) is. Required with queryCache shmem.")
+    total_bytes: int = setting(
+        "queryCacheTotalSize", 64 * MIB, ByteSize(MIB, 64 * 1024 * MIB, unit=MIB),
+        "memqcache_total_size: shared memory for cached results in each pod, whole MiB (Pgpool-II's blocks). The "
+        "pod's memory request and limit must cover it.")
+    max_entries: int = setting(
+        "queryCacheMaxEntries", 100_000, Integer(1, 16_777_216),
+        "memqcache_max_num_cache: results a pod can hold; its hash table takes 64 bytes per entry, rounded up to "
+        "a power of two.")
+    max_result_bytes: int = setting(
+        "queryCacheMaxResultSize", 400 * 1024, ByteSize(1, BLOCK_BYTES),
+        "memqcache_maxcache: a larger result is not cached; at most 1Mi (a block).")
+    safe_tables: tuple[str, ...] = setting(
+        "queryCacheSafeTables", (),
+        Strings(item=Pattern(QUALIFIED_TABLE_NAME, "name a table, optionally schema.table, in lower case")),
+        "Views and unlogged tables whose results may be cached (never by default), named as queries name them.")
+    unsafe_tables: tuple[str, ...] = setting(
+        "queryCacheUnsafeTables", (), Strings(item=Pattern(TABLE_NAME, "name a table, in lower case, without schema")),
+        "Tables whose results are never cached, e.g. ones written outside Pgpool-II; matched with or without a "
+        "schema.")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode == "shmem"
 
     @property
     def shared_memory_bytes(self) -> int:
@@ -114,7 +138,7 @@ def query_cache_params(cache: QueryCache, oiddir: str) -> tuple[tuple[str, bool 
         ("memqcache_max_num_cache", cache.max_entries),
         ("memqcache_maxcache", cache.max_result_bytes),
         ("memqcache_cache_block_size", BLOCK_BYTES),
-        ("memqcache_expire", cache.expire_seconds),
+        ("memqcache_expire", cache.max_stale_seconds),
         ("memqcache_auto_cache_invalidation", True),
         ("memqcache_oiddir", oiddir),
         ("cache_safe_memqcache_table_list", ",".join(safe_table_pattern(t) for t in cache.safe_tables)),

@@ -40,6 +40,7 @@ from components.config_schema import (  # PROJECT and SettingsError: the setting
 )
 from components.operators import OPERATORS, Backends, Operator
 from components.pgpool_image import PGPOOL_IMAGE
+from components.query_cache import QueryCache
 from policies.pgpool_policies.pgpool_versions import (
     DNS_RETRY,
     PROCESS_MANAGEMENT_MODE,
@@ -341,6 +342,8 @@ class PgpoolSettings:
         "pgpoolPreStopSeconds + 5.")
     run_as_user: int = PGPOOL_IMAGE.uid
     """The image's postgres user (not a setting: the image decides it)."""
+    query_cache: QueryCache = QueryCache()
+    """Its own group of settings (components/query_cache.py)."""
 
     @property
     def release(self) -> Version | None:
@@ -452,7 +455,8 @@ class StackSettings:
 
 
 SECTIONS = (("the stack", StackSettings), ("where the manifests go", ClusterTarget),
-            ("database", DatabaseSettings), ("Pgpool-II", PgpoolSettings), ("monitoring", PrometheusSettings))
+            ("database", DatabaseSettings), ("Pgpool-II", PgpoolSettings), ("query cache", QueryCache),
+            ("monitoring", PrometheusSettings))
 """Every settings dataclass, in the order of Pulumi.yaml and the README's reference."""
 
 
@@ -473,7 +477,8 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
         stack=stack,
         database=database,
         pgpool=PgpoolSettings(**read_fields(PgpoolSettings, raw, fail,
-                                            derived={"backendWeight1": max(database.standbys, 0)})),
+                                            derived={"backendWeight1": max(database.standbys, 0)}),
+                              query_cache=QueryCache(**read_fields(QueryCache, raw, fail))),
         prometheus=PrometheusSettings(**read_fields(PrometheusSettings, raw, fail)),
         target=cluster_target(raw),
         **stack_fields,
@@ -799,6 +804,38 @@ def operator_labels_need_the_operator(s: StackSettings) -> Problems:
                "set it or remove them")
 
 
+def query_cache_in_shared_memory(s: StackSettings) -> Problems:
+    if s.pgpool.query_cache.mode == "memcached":
+        yield ("queryCache", "memcached", "the pgpool/pgpool image builds Pgpool-II without memcached "
+               "(Dockerfile.pgpool configures --with-openssl only), and then every query fails with 'memcached "
+               "support is not enabled'; even built with it, one memcached for all pods does not invalidate across "
+               "them (each pod removes only what it cached itself). Use shmem (each pod's shared memory) or off")
+
+
+def query_cache_staleness_bounded(s: StackSettings) -> Problems:
+    """Each pod invalidates only for writes through itself; memqcache_expire is the only other bound."""
+    p = s.pgpool
+    if not p.query_cache.enabled or p.query_cache.max_stale_seconds:
+        return
+    across = (f"with pgpoolReplicas {p.replicas}, a read through one pod returns what it cached before a write "
+              "through another, until it expires; " if p.replicas > 1 else "")
+    yield ("queryCacheMaxStaleSeconds", 0, f"the query cache removes a result only when its table is written "
+           f"through the same pod: {across}and a read balanced to a standby that has not yet replayed a write is "
+           "cached as it was read. Set the longest a read may be stale, e.g. `pulumi config set "
+           "queryCacheMaxStaleSeconds 5`, or turn queryCache off")
+
+
+def query_cache_settings_need_the_cache(s: StackSettings) -> Problems:
+    cache = s.pgpool.query_cache
+    if cache.mode != "off":
+        return
+    for name, declaration in declared(QueryCache):
+        value = getattr(cache, name)
+        if name != "mode" and value != declaration.default:
+            yield (declaration.key, declaration.kind.config_default(value) if isinstance(value, int) else list(value),
+                   "only used with queryCache shmem; set queryCache or remove it")
+
+
 RULES: tuple[Callable[[StackSettings], Problems], ...] = (
     cluster_name_fits, standby_behind_read_only_service, reserved_below_max_connections, external_hosts_named,
     pgpool_name_fits, ports_differ, a_backend_takes_reads, pool_fits_backends, excess_clients_get_an_error,
@@ -808,6 +845,7 @@ RULES: tuple[Callable[[StackSettings], Problems], ...] = (
     dynamic_process_management_from_4_4, production_pins_digests, memory_limit_fits_the_children,
     exposure_allowed, discovery_namespaces_agree, operator_labels_need_the_operator, app_users_own_their_databases,
     production_keeps_data_and_isolates, backend_tls_agrees, prometheus_clients_need_network_policy,
+    query_cache_in_shared_memory, query_cache_staleness_bounded, query_cache_settings_need_the_cache,
 )
 """Every rule load_settings applies, in the order their problems are listed."""
 

@@ -37,8 +37,8 @@ def test_pgpool_defaults_take_128_mib_of_shared_memory() -> None:
 
 
 def test_the_stacks_sizes() -> None:
-    assert QueryCache(enabled=True).shared_memory_bytes == 64 * MIB + 64 + 16 + 64 * 131_072  # 72 MiB
-    assert QueryCache(enabled=False).shared_memory_bytes == 4 * MIB + 8 + 16 + 64 * 16_384  # 5 MiB
+    assert QueryCache(mode="shmem").shared_memory_bytes == 64 * MIB + 64 + 16 + 64 * 131_072  # 72 MiB
+    assert QueryCache(mode="off").shared_memory_bytes == 4 * MIB + 8 + 16 + 64 * 16_384  # 5 MiB
     # blocks are whole MiB: a part of one is not allocated
     assert shared_memory_bytes(3 * MIB + 5, 10) == shared_memory_bytes(3 * MIB, 10)
 
@@ -73,8 +73,8 @@ def test_an_unsafe_table_is_named_without_its_schema() -> None:
 
 
 def test_parameters_with_the_cache_on() -> None:
-    cache = QueryCache(enabled=True, total_bytes=32 * MIB, max_entries=5000, max_result_bytes=100 * 1024,
-                       expire_seconds=30, safe_tables=("v_daily",), unsafe_tables=("orders", "stock"))
+    cache = QueryCache(mode="shmem", total_bytes=32 * MIB, max_entries=5000, max_result_bytes=100 * 1024,
+                       max_stale_seconds=30, safe_tables=("v_daily",), unsafe_tables=("orders", "stock"))
     assert dict(query_cache_params(cache, "/var/lib/pgpool/oiddir")) == {
         "memory_cache_enabled": True,
         "memqcache_method": "shmem",

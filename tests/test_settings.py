@@ -137,6 +137,31 @@ BAD_INPUTS = [
     ({"postgresTlsIssuerKind": "CertificateAuthority"}, "use one of Issuer, ClusterIssuer"),
     ({"networkPolicy": "false", "prometheusClientPodLabels": '["app=grafana"]'},
      "pgpool-k8s:prometheusClientPodLabels = ['app=grafana']: only used by the NetworkPolicy"),
+    # The query cache (components/query_cache.py).
+    ({"queryCache": "on"}, "pgpool-k8s:queryCache = 'on': use one of off, shmem, memcached"),
+    ({"queryCache": "memcached"}, "pgpool-k8s:queryCache = 'memcached': the pgpool/pgpool image builds Pgpool-II "
+     "without memcached (Dockerfile.pgpool configures --with-openssl only), and then every query fails"),
+    ({"queryCache": "shmem"}, "pgpool-k8s:queryCacheMaxStaleSeconds = 0: the query cache removes a result only when "
+     "its table is written through the same pod: with pgpoolReplicas 2, a read through one pod returns what it "
+     "cached before a write through another"),
+    ({"queryCache": "shmem", "pgpoolReplicas": "1"}, "pgpool-k8s:queryCacheMaxStaleSeconds = 0: the query cache "
+     "removes a result only when its table is written through the same pod: and a read balanced to a standby"),
+    ({"queryCacheMaxStaleSeconds": "-5"}, "pgpool-k8s:queryCacheMaxStaleSeconds = '-5': use a number between 0"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheTotalSize": "1500Ki"},
+     "pgpool-k8s:queryCacheTotalSize = '1500Ki': use a size between 1Mi and 64Gi and a multiple of 1Mi"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheTotalSize": "64MB"},
+     "pgpool-k8s:queryCacheTotalSize = '64MB': use a size such as 64Mi (Ki, Mi or Gi, or bytes)"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheMaxResultSize": "2Mi"},
+     "pgpool-k8s:queryCacheMaxResultSize = '2Mi': use a size between 1 and 1Mi"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheMaxEntries": "0"},
+     "pgpool-k8s:queryCacheMaxEntries = '0': use a number between 1 and 16777216"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheUnsafeTables": '["public.orders"]'},
+     "pgpool-k8s:queryCacheUnsafeTables = 'public.orders': name a table, in lower case, without schema"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheSafeTables": '["Daily Report"]'},
+     "pgpool-k8s:queryCacheSafeTables = 'Daily Report': name a table, optionally schema.table, in lower case"),
+    ({"queryCacheTotalSize": "32Mi"}, "pgpool-k8s:queryCacheTotalSize = '32Mi': only used with queryCache shmem"),
+    ({"queryCacheUnsafeTables": '["orders"]'}, "pgpool-k8s:queryCacheUnsafeTables = ['orders']: only used with "
+     "queryCache shmem"),
 ]
 
 

@@ -20,13 +20,13 @@ KEEP_ENV = "DATAPLANE_KEEP"
 
 def local_pgpool_paths(workspace: Workspace, *under: str) -> PgpoolPaths:
     """Pgpool-II's files in directory `under` of the workspace (its root by default), one
-    subdirectory each for config, secrets, sockets and logs."""
+    subdirectory each for config, secrets, sockets, logs and the query cache's oid maps."""
     base = workspace.directory(*under)
-    for part in ("config", "secrets", "run", "log"):
+    for part in ("config", "secrets", "run", "log", "query-cache"):
         workspace.directory(*under, part)
     return PgpoolPaths(config_dir=str(base / "config"), secrets_dir=str(base / "secrets"),
                        socket_dir=str(base / "run"), pid_file=str(base / "run" / "pgpool.pid"),
-                       work_dir=str(base / "log"))
+                       work_dir=str(base / "log"), query_cache_dir=str(base / "query-cache"))
 
 
 class StackPgpool(PgpoolServer):

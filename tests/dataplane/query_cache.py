@@ -3,14 +3,19 @@ what each PostgreSQL server really executed, and how long a read stays stale."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 
-from components.query_cache import QueryCache, query_cache_params
+from components.config_schema import declared
+from components.pgpool_config import PgpoolPaths
+from components.query_cache import QueryCache
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool
+from tests.dataplane.stack_files import dev_stack
 
 POLL_S = 0.02
 """How often a stale reader asks again."""
@@ -25,23 +30,40 @@ def conf_lines(params) -> str:
     return "".join(f"{name} = {text(value)}\n" for name, value in params)
 
 
+def stack_config(cache: QueryCache) -> dict[str, str]:
+    """The stack config keys (as the CLI stores them) that make the program generate `cache`."""
+    config = {}
+    for name, declaration in declared(QueryCache):
+        value = getattr(cache, name)
+        if value != declaration.default:
+            config[declaration.key] = (json.dumps(list(value)) if isinstance(value, tuple)
+                                       else str(declaration.kind.config_default(value)))
+    return config
+
+
 def start_cached_pgpool(local: LocalDevStack, name: str, cache: QueryCache, prefix: tuple[str, ...] = (),
                         by_hand: dict[str, int | str] | None = None) -> StackPgpool:
-    """A Pgpool-II pod of the dev stack with `cache`; `by_hand` sets pgpool.conf parameters the stack
-    would not (memcached mode)."""
-    oiddir = f"{local.pods_dir}/p{local._pods + 1}/v/tmp/oiddir"
-
+    """A Pgpool-II pod of the dev stack the program generates with `cache`; `by_hand` sets pgpool.conf
+    parameters the program would not (memcached mode), after the generated file was checked."""
     def edit(files: dict[str, str]) -> None:
-        params = dict(query_cache_params(cache, oiddir))
-        files["pgpool.conf"] += conf_lines({**params, **(by_hand or {})}.items())
+        files["pgpool.conf"] += conf_lines(by_hand.items())
 
-    return local.pgpool(name, edit=edit, prefix=prefix)
+    return local.pgpool(name, stack=dev_stack(**stack_config(cache)), edit=edit if by_hand else None, prefix=prefix)
+
+
+def oid_map_files(pgpool: StackPgpool) -> list[Path]:
+    """The table oid map files of a pod: memqcache_oiddir/<database oid>/<table oid>."""
+    oiddir = pgpool.pod.host(pgpool.pod.path("pgpool", PgpoolPaths().query_cache_dir))
+    return sorted(oiddir.glob("*/*"))
 
 
 def oid_maps(pgpool: StackPgpool) -> list[str]:
-    """The table oid map files of a pod (memqcache_oiddir/<database oid>/<table oid>)."""
-    oiddir = pgpool.pod.host(pgpool.pod.path("pgpool", "/tmp")) / "oiddir"
-    return sorted(str(path.relative_to(oiddir)) for path in oiddir.glob("*/*"))
+    """The same, as <database oid>/<table oid>."""
+    return [f"{path.parent.name}/{path.name}" for path in oid_map_files(pgpool)]
+
+
+def table_oid(local: LocalDevStack, table: "Table") -> str:
+    return str(local.cluster.primary.query("SELECT %s::regclass::oid", (table.name,), dbname=local.stack.app_user)[0][0])
 
 
 def links_libmemcached(install) -> bool:

@@ -33,8 +33,10 @@ from tests.dataplane.query_cache import (
     allocated_shared_memory,
     app_connect,
     memory_limit_bytes,
+    oid_map_files,
     oid_maps,
     links_libmemcached,
+    table_oid,
     pool_cache,
     reads_until,
     settled,
@@ -62,7 +64,7 @@ class CachePods:
 
 
 def cache_pods_cache() -> QueryCache:
-    return QueryCache(enabled=True, expire_seconds=EXPIRE_S, unsafe_tables=(UNSAFE_TABLE,))
+    return QueryCache(mode="shmem", max_stale_seconds=EXPIRE_S, unsafe_tables=(UNSAFE_TABLE,))
 
 
 @pytest.fixture(scope="module")
@@ -293,28 +295,50 @@ def test_pgbench_reads_the_same_with_and_without_the_cache(local: LocalDevStack,
     assert cached == [direct, direct] and uncached == direct
 
 
-def test_the_cache_takes_the_shared_memory_the_settings_say(local: LocalDevStack, cache_pods: CachePods) -> None:
-    """Pgpool-II's shared memory grows with the cache exactly as QueryCache.shared_memory_bytes says, all
-    of it is resident from the start and charged to the container's memory limit (a cgroup, as the
-    kubelet sets it): a limit below it kills Pgpool-II as it starts."""
+def test_the_cache_takes_the_shared_memory_the_settings_say(local: LocalDevStack, cache_pods: CachePods,
+                                                            pgpool: StackPgpool) -> None:
+    """Pgpool-II's shared memory grows with the cache exactly as QueryCache.shared_memory_bytes says (with
+    the cache off too: its store then holds the shared relation cache), all of it is resident from the
+    start and charged to the container's memory limit (a cgroup, as the kubelet sets it): a limit below
+    it kills Pgpool-II as it starts."""
     uid = local.stack.pod["securityContext"]["runAsUser"]
-    default, small = cache_pods_cache(), QueryCache(True, 8 * MIB, 1000, expire_seconds=EXPIRE_S)
+    default, small = cache_pods_cache(), QueryCache(mode="shmem", total_bytes=8 * MIB, max_entries=1000, max_stale_seconds=EXPIRE_S)
     with MemoryGroup("cache", memory_limit_bytes(local.stack.pod), uid) as group:
         pod = start_cached_pgpool(local, "pgpool-cache-memory", small, prefix=group.enter)
         try:
             charged = group.stat()
         finally:
             pod.stop()
-    grown = allocated_shared_memory(cache_pods.a) - allocated_shared_memory(pod)
-    print(f"shared memory: {allocated_shared_memory(cache_pods.a)} bytes with the default cache "
-          f"({default.shared_memory_bytes} of them the cache's), {allocated_shared_memory(pod)} with an 8 MiB one; "
-          f"the container's cgroup holds {charged['shmem']} bytes of shared memory, {charged['rss']} private")
-    assert grown == default.shared_memory_bytes - small.shared_memory_bytes
+    allocated = {label: allocated_shared_memory(server) for label, server in
+                 (("default", cache_pods.a), ("small", pod), ("off", pgpool))}
+    print(f"shared memory Pgpool-II allocated: {allocated} bytes (the cache's store: {default.shared_memory_bytes}, "
+          f"{small.shared_memory_bytes}, {QueryCache().shared_memory_bytes}); the 8 MiB pod's cgroup holds "
+          f"{charged['shmem']} bytes of shared memory, {charged['rss']} private")
+    assert allocated["default"] - allocated["small"] == default.shared_memory_bytes - small.shared_memory_bytes
+    assert allocated["default"] - allocated["off"] == default.shared_memory_bytes - QueryCache().shared_memory_bytes
     assert charged["shmem"] >= allocated_shared_memory(pod)
     with MemoryGroup("too-small", default.shared_memory_bytes // 2, uid) as group:
         with pytest.raises(RuntimeError, match="exited during start-up"):
             start_cached_pgpool(local, "pgpool-cache-oom", default, prefix=group.enter)
         assert group.oom_kills >= 1
+
+
+def test_the_oid_map_grows_with_every_cached_result_until_a_write(local: LocalDevStack,
+                                                                 cache_pods: CachePods) -> None:
+    """memqcache_oiddir: Pgpool-II appends a cached result's id (8 bytes) to the file of each table it read,
+    never checking for one already there, and removes the file when the table is written through the pod:
+    hence the pod's volume of its own for it."""
+    table = Table(local, "qc_oid_map", rows=40)
+    with app_connect(cache_pods.b) as conn:
+        for key in range(1, 41):
+            conn.execute(table.read(key))
+        settled(conn)
+        [path] = [p for p in oid_map_files(cache_pods.b) if p.name == table_oid(local, table)]
+        size = path.stat().st_size
+        table.write(conn, 1)
+    print(f"oid map of {table.name} after 40 cached results: {size} bytes; after a write: "
+          f"{'gone' if not path.exists() else path.stat().st_size}")
+    assert size == 40 * 8 and not path.exists()
 
 
 def memcached_pods(local: LocalDevStack, memcached: Memcached) -> CachePods:
