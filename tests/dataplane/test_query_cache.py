@@ -20,12 +20,12 @@ import psycopg
 import pytest
 
 from components.query_cache import MIB, QueryCache, hash_slots
-from tests.dataplane.harness import Exporter, Memcached, stopping
+from tests.dataplane.harness import Exporter, Memcached, Prometheus, stopping, wait_until
 from tests.dataplane.installs import PgpoolInstall
 from tests.dataplane.load import pgbench
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool
 from tests.dataplane.memory_group import MemoryGroup
-from tests.dataplane.test_metrics import samples
+from tests.dataplane.test_metrics import prometheus_config, samples, target_labels
 from tests.dataplane.query_cache import (
     Read,
     Staleness,
@@ -515,3 +515,33 @@ def test_known_invalidation_defects_leave_rows_stale_only_until_memqcache_expire
                 earliest, latest = expires_between(cached, reads[0])
                 assert reads[-1].answered >= earliest and all(r.sent < latest for r in reads[:-1])
     print(f"{install}: stale after {[d for d, s in stale.items() if s] or 'no'} write through the same pod")
+
+
+def test_the_cache_full_alert_goes_pending_when_the_cache_evicts(local: LocalDevStack, exporter_binary: Path) -> None:
+    """A pod with a 2 MiB cache, its exporter and a Prometheus with the program's rules for the stack: results
+    of 10 kB fill the cache until every new one evicts older ones, and PgpoolQueryCacheFull goes pending."""
+    cache = QueryCache(mode="shmem", max_stale_seconds=600, total_bytes=2 * MIB)
+    pod = start_cached_pgpool(local, "pgpool-cache-full", cache)
+    stack = pod.stack
+    image_env = {**stack.exporter_env, "PGPOOL_SERVICE_PORT": str(pod.endpoint.port)}
+    exporter = Exporter(local.workspace, exporter_binary, image_env)
+    rules = local.workspace.write("prometheus/rules/pgpool-cache.yml", stack.alert_rules)
+    prometheus = Prometheus(local.workspace, prometheus_config(exporter, rules, target_labels(stack)))
+    table = Table(local, "qc_full", rows=400)
+
+    def alerts() -> set[str]:
+        return {a["labels"]["alertname"] for a in prometheus.api("alerts")["alerts"]}
+
+    with stopping(pod, exporter, prometheus):
+        exporter.start()
+        prometheus.start()
+        wait_until("the exporter scraped", lambda: prometheus.api("query", query="pgpool2_pool_cache_num_hash_entries")
+                   ["result"], timeout=60)
+        assert "PgpoolQueryCacheFull" not in alerts()
+        with app_connect(pod) as conn:
+            for key in range(1, 401):
+                conn.execute(f"SELECT repeat('x', 10000), v FROM {table.name} WHERE k = {key}")
+            entries = pool_cache(conn)["num_cache_entries"]
+            wait_until("PgpoolQueryCacheFull pending", lambda: "PgpoolQueryCacheFull" in alerts(), timeout=90)
+    print(f"a 2 MiB cache after 400 results of 10 kB holds {entries:.0f}; PgpoolQueryCacheFull pending")
+    assert entries < 400 * 3 / 4  # evicted: a 2 MiB store holds about 200 such results
