@@ -20,12 +20,12 @@ import psycopg
 import pytest
 
 from components.query_cache import MIB, QueryCache, hash_slots
-from tests.dataplane.harness import Exporter, Memcached, Prometheus, stopping, wait_until
+from tests.dataplane.harness import Exporter, Memcached, stopping, wait_until
 from tests.dataplane.installs import PgpoolInstall
 from tests.dataplane.load import pgbench
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool
 from tests.dataplane.memory_group import MemoryGroup
-from tests.dataplane.test_metrics import prometheus_config, samples, target_labels
+from tests.dataplane.test_metrics import samples, stack_exporter, target_labels, watching
 from tests.dataplane.query_cache import (
     Read,
     Staleness,
@@ -434,8 +434,7 @@ def cache_series(exporter: Exporter) -> dict[str, float]:
 def test_the_exporter_reports_the_cache(local: LocalDevStack, cache_pods: CachePods, exporter_binary: Path) -> None:
     """pgpool2_exporter beside pod A, as the sidecar runs: its pgpool2_pool_cache_* series follow the cache
     through reads (hits and entries up, free space down) and a write (the table's entry gone)."""
-    image_env = {**local.stack.exporter_env, "PGPOOL_SERVICE_PORT": str(cache_pods.a.endpoint.port)}
-    exporter = Exporter(local.workspace, exporter_binary, image_env)
+    exporter = stack_exporter(cache_pods.a.stack, local, cache_pods.a, exporter_binary, "pgpool2_exporter-cache")
     table = Table(local, "qc_exporter")
     with stopping(exporter):
         exporter.start()
@@ -522,11 +521,8 @@ def test_the_cache_full_alert_goes_pending_when_the_cache_evicts(local: LocalDev
     of 10 kB fill the cache until every new one evicts older ones, and PgpoolQueryCacheFull goes pending."""
     cache = QueryCache(mode="shmem", max_stale_seconds=600, total_bytes=2 * MIB)
     pod = start_cached_pgpool(local, "pgpool-cache-full", cache)
-    stack = pod.stack
-    image_env = {**stack.exporter_env, "PGPOOL_SERVICE_PORT": str(pod.endpoint.port)}
-    exporter = Exporter(local.workspace, exporter_binary, image_env)
-    rules = local.workspace.write("prometheus/rules/pgpool-cache.yml", stack.alert_rules)
-    prometheus = Prometheus(local.workspace, prometheus_config(exporter, rules, target_labels(stack)))
+    exporter = stack_exporter(pod.stack, local, pod, exporter_binary, "pgpool2_exporter-cache-full")
+    prometheus = watching(local.workspace, pod.stack, exporter, target_labels(pod.stack))
     table = Table(local, "qc_full", rows=400)
 
     def alerts() -> set[str]:
