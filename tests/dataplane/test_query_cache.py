@@ -79,15 +79,18 @@ def cache_pods(local: LocalDevStack) -> Iterator[CachePods]:
     pods.b.stop()
 
 
-def expires_between(cached: Read, next_answer: Read) -> tuple[float, float]:
-    """The earliest and latest time at which a pod stops serving the entry that `cached` made.
+def assert_served_until_it_expired(cached: Read, reads: list[Read], what: str) -> None:
+    """The pod served the row from the entry `cached` made until that entry expired, and not after:
+    `reads` are the same session's next reads, the fresh one last.
 
     Pgpool-II stamps an entry with time(NULL) after it has answered the read that missed, and before
     it handles that session's next message; it serves the entry while time(NULL) <= stamp +
     memqcache_expire. glibc's time() reads the coarse clock, which lags the real one by up to a tick.
     """
-    return (math.floor(cached.sent - COARSE_TICK_S) + EXPIRE_S + 1,
-            math.floor(next_answer.answered) + EXPIRE_S + 1 + COARSE_TICK_S)
+    earliest = math.floor(cached.sent - COARSE_TICK_S) + EXPIRE_S + 1
+    latest = math.floor(reads[0].answered) + EXPIRE_S + 1 + COARSE_TICK_S
+    assert reads[-1].answered >= earliest, f"{what}: the entry went before it expired"
+    assert all(read.sent < latest for read in reads[:-1]), f"{what}: served after it expired"
 
 
 def test_a_repeated_select_is_served_from_the_cache(local: LocalDevStack, cache_pods: CachePods) -> None:
@@ -141,9 +144,7 @@ def test_a_read_through_another_pod_is_stale_until_memqcache_expire(local: Local
             same_pod.add(reads_until(reader_a, query, key, STALE_TIMEOUT_S), written)
             reads = reads_until(reader_b, query, key, STALE_TIMEOUT_S)
             across.add(reads, written)
-            earliest, latest = expires_between(cached, reads[0])
-            assert reads[-1].answered >= earliest, f"row {key}: pod B dropped its entry before it expired"
-            assert all(read.sent < latest for read in reads[:-1]), f"row {key}: pod B served it after it expired"
+            assert_served_until_it_expired(cached, reads, f"row {key} through pod B")
     print(f"write through pod A, read through pod B, memqcache_expire = {EXPIRE_S} s: {across.describe()}; "
           f"read through pod A: {same_pod.describe()}")
     assert same_pod.stale == 0
@@ -180,9 +181,7 @@ def test_a_read_right_after_a_write_may_cache_a_standby_behind_it(local: LocalDe
             local.cluster.wait_streaming()
             reads = [first, *reads_until(reader, query, key, STALE_TIMEOUT_S)]
             cached_stale.add(reads, written)
-            earliest, latest = expires_between(first, reads[1])
-            assert reads[-1].answered >= earliest, f"row {key}: the older row was not the cache's"
-            assert all(read.sent < latest for read in reads[:-1]), f"row {key}: served after it expired"
+            assert_served_until_it_expired(first, reads[1:], f"row {key} read from the standby")
     print(f"read through the standby right after each write through the same pod, memqcache_expire = "
           f"{EXPIRE_S} s: {cached_stale.describe()}")
     assert cached_stale.longest < EXPIRE_S + 1 + 1
@@ -511,8 +510,7 @@ def test_known_invalidation_defects_leave_rows_stale_only_until_memqcache_expire
             expected = release < fixed.get(release[:2], (99, 0, 0))
             assert stale[defect] == expected, f"{defect}: stale {stale[defect]} on {install}"
             if stale[defect]:
-                earliest, latest = expires_between(cached, reads[0])
-                assert reads[-1].answered >= earliest and all(r.sent < latest for r in reads[:-1])
+                assert_served_until_it_expired(cached, reads, defect)
     print(f"{install}: stale after {[d for d, s in stale.items() if s] or 'no'} write through the same pod")
 
 
