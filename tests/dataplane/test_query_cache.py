@@ -47,6 +47,7 @@ from tests.dataplane.query_cache import (
 
 EXPIRE_S = 2
 """memqcache_expire of the pods here (queryCacheMaxStaleSeconds)."""
+STEADY_EXPIRE_S = 3600
 UNSAFE_TABLE = "qc_unsafe"
 ROUNDS = 200
 CROSS_ROUNDS = 6
@@ -61,22 +62,24 @@ STALE_TIMEOUT_S = EXPIRE_S + 30
 class CachePods:
     a: StackPgpool
     b: StackPgpool
+    """Two replicas of the Deployment, whose entries expire after EXPIRE_S: for staleness."""
+    steady: StackPgpool
+    """A pod whose entries outlive the test (STEADY_EXPIRE_S): for what it serves, however slow the machine."""
 
 
-def cache_pods_cache() -> QueryCache:
-    return QueryCache(mode="shmem", max_stale_seconds=EXPIRE_S, unsafe_tables=(UNSAFE_TABLE,))
+def cache_pods_cache(max_stale_seconds: int = EXPIRE_S) -> QueryCache:
+    return QueryCache(mode="shmem", max_stale_seconds=max_stale_seconds, unsafe_tables=(UNSAFE_TABLE,))
 
 
 @pytest.fixture(scope="module")
 def cache_pods(local: LocalDevStack) -> Iterator[CachePods]:
-    """Two pods with the cache on, as two replicas of the Deployment."""
     track_statements(local)
-    cache = cache_pods_cache()
-    pods = CachePods(start_cached_pgpool(local, "pgpool-cache-a", cache),
-                     start_cached_pgpool(local, "pgpool-cache-b", cache))
+    pods = CachePods(start_cached_pgpool(local, "pgpool-cache-a", cache_pods_cache()),
+                     start_cached_pgpool(local, "pgpool-cache-b", cache_pods_cache()),
+                     start_cached_pgpool(local, "pgpool-cache-steady", cache_pods_cache(STEADY_EXPIRE_S)))
     yield pods
-    pods.a.stop()
-    pods.b.stop()
+    for pod in (pods.a, pods.b, pods.steady):
+        pod.stop()
 
 
 def assert_served_until_it_expired(cached: Read, reads: list[Read], what: str) -> None:
@@ -95,7 +98,7 @@ def assert_served_until_it_expired(cached: Read, reads: list[Read], what: str) -
 
 def test_a_repeated_select_is_served_from_the_cache(local: LocalDevStack, cache_pods: CachePods) -> None:
     table = Table(local, "qc_repeated")
-    with app_connect(cache_pods.a) as conn:
+    with app_connect(cache_pods.steady) as conn:
         before, executed_before = pool_cache(conn), table.executed()
         rows = {conn.execute(table.read()).fetchone()[0] for _ in range(50)}
         after, executed = pool_cache(conn), table.executed() - executed_before
@@ -106,11 +109,11 @@ def test_a_repeated_select_is_served_from_the_cache(local: LocalDevStack, cache_
 
 
 def test_a_write_invalidates_the_pods_cache_at_once(local: LocalDevStack, cache_pods: CachePods) -> None:
-    """Write through a session of pod A, then read twice through another session of A once the standby
+    """Write through a session of a pod, then read twice through another session of it once the standby
     has replayed the write: the first read is fresh (a miss: the servers execute it), the second a hit."""
     table = Table(local, "qc_invalidated")
     stale = 0
-    with app_connect(cache_pods.a) as writer, app_connect(cache_pods.a) as reader:
+    with app_connect(cache_pods.steady) as writer, app_connect(cache_pods.steady) as reader:
         before, executed_before = pool_cache(reader), table.executed()
         for value in range(1, ROUNDS + 1):
             table.write(writer, value)
@@ -187,7 +190,7 @@ def test_a_read_right_after_a_write_may_cache_a_standby_behind_it(local: LocalDe
 
 
 def test_nothing_is_cached_that_must_not_be(local: LocalDevStack, cache_pods: CachePods) -> None:
-    """Each query runs twice through one session of pod A: those whose result may change with no write
+    """Each query runs twice through one session of a pod: those whose result may change with no write
     through Pgpool-II, or that only the session sees, never count a hit; a plain table's does (the
     control). Then rows change on the primary directly, where Pgpool-II cannot see it: every uncached
     query shows the change, the control still returns its cached row."""
@@ -215,7 +218,7 @@ def test_nothing_is_cached_that_must_not_be(local: LocalDevStack, cache_pods: Ca
         "a system catalog": "SELECT count(*) FROM pg_class",
     }
     control = "SELECT v FROM qc_rules WHERE k = 1"
-    with app_connect(cache_pods.a) as conn:
+    with app_connect(cache_pods.steady) as conn:
         conn.execute("CREATE TEMPORARY TABLE qc_temp (k integer PRIMARY KEY, v integer NOT NULL)")
         conn.execute("INSERT INTO qc_temp VALUES (1, 0)")
         hits = {}
@@ -261,8 +264,8 @@ SELECT_ONLY = "SELECT abalance FROM pgbench_accounts WHERE aid = {aid}"
 
 def test_pgbench_reads_the_same_with_and_without_the_cache(local: LocalDevStack, cache_pods: CachePods,
                                                            pgpool: StackPgpool) -> None:
-    """pgbench's select-only statement on the hot accounts through pod A (cached), pgbench's read/write
-    transactions on them through A, then every hot account read through A (twice), through a pod without
+    """pgbench's select-only statement on the hot accounts through a cached pod, pgbench's read/write
+    transactions on them through it, then every hot account read through it (twice), through a pod without
     the cache and on the primary: all the same."""
     stack = local.stack
     user, password = stack.app_user, stack.passwords[stack.app_user]
@@ -273,11 +276,11 @@ def test_pgbench_reads_the_same_with_and_without_the_cache(local: LocalDevStack,
                                         + SELECT_ONLY.format(aid=":aid") + ";\n")
     tpcb = local.workspace.write("qc_tpcb.sql", TPCB_ON_HOT_ACCOUNTS)
     accounts = [SELECT_ONLY.format(aid=aid) for aid in range(1, HOT_ACCOUNTS + 1)]
-    with app_connect(cache_pods.a) as conn:
+    with app_connect(cache_pods.steady) as conn:
         before = pool_cache(conn)
-        pgbench(local.workspace, cache_pods.a.endpoint, user, password, user,
+        pgbench(local.workspace, cache_pods.steady.endpoint, user, password, user,
                 ["-n", "-c", "2", "-t", "200", "-f", str(select_only)])
-        pgbench(local.workspace, cache_pods.a.endpoint, user, password, user,
+        pgbench(local.workspace, cache_pods.steady.endpoint, user, password, user,
                 ["-n", "-c", "2", "-t", "100", "-f", str(tpcb)])
         local.cluster.wait_streaming()
         cached = [[conn.execute(query).fetchone()[0] for query in accounts] for _ in range(2)]
@@ -287,7 +290,7 @@ def test_pgbench_reads_the_same_with_and_without_the_cache(local: LocalDevStack,
     with local.cluster.primary.endpoint.connect(user, password, dbname=user) as conn:
         direct = [conn.execute(query).fetchone()[0] for query in accounts]
         changed = conn.execute("SELECT count(DISTINCT aid) FROM pgbench_history").fetchone()[0]
-    print(f"pgbench select-only and tpcb-like on {HOT_ACCOUNTS} accounts through pod A: {hits:.0f} cache hits, "
+    print(f"pgbench select-only and tpcb-like on {HOT_ACCOUNTS} accounts through a cached pod: {hits:.0f} cache hits, "
           f"{changed} accounts changed; reads through A, without the cache and direct agree")
     assert changed > HOT_ACCOUNTS // 2 and hits > HOT_ACCOUNTS
     assert cached == [direct, direct] and uncached == direct
@@ -327,11 +330,11 @@ def test_the_oid_map_grows_with_every_cached_result_until_a_write(local: LocalDe
     never checking for one already there, and removes the file when the table is written through the pod:
     hence the pod's volume of its own for it."""
     table = Table(local, "qc_oid_map", rows=40)
-    with app_connect(cache_pods.b) as conn:
+    with app_connect(cache_pods.steady) as conn:
         for key in range(1, 41):
             conn.execute(table.read(key))
         settled(conn)
-        [path] = [p for p in oid_map_files(cache_pods.b) if p.name == table_oid(local, table)]
+        [path] = [p for p in oid_map_files(cache_pods.steady) if p.name == table_oid(local, table)]
         size = path.stat().st_size
         table.write(conn, 1)
     print(f"oid map of {table.name} after 40 cached results: {size} bytes; after a write: "
@@ -430,14 +433,15 @@ def cache_series(exporter: Exporter) -> dict[str, float]:
 
 
 def test_the_exporter_reports_the_cache(local: LocalDevStack, cache_pods: CachePods, exporter_binary: Path) -> None:
-    """pgpool2_exporter beside pod A, as the sidecar runs: its pgpool2_pool_cache_* series follow the cache
+    """pgpool2_exporter beside a pod, as the sidecar runs: its pgpool2_pool_cache_* series follow the cache
     through reads (hits and entries up, free space down) and a write (the table's entry gone)."""
-    exporter = stack_exporter(cache_pods.a.stack, local, cache_pods.a, exporter_binary, "pgpool2_exporter-cache")
+    pod = cache_pods.steady
+    exporter = stack_exporter(pod.stack, local, pod, exporter_binary, "pgpool2_exporter-cache")
     table = Table(local, "qc_exporter")
     with stopping(exporter):
         exporter.start()
         before = cache_series(exporter)
-        with app_connect(cache_pods.a) as conn:
+        with app_connect(cache_pods.steady) as conn:
             for _ in range(10):
                 conn.execute(table.read())
             settled(conn)
