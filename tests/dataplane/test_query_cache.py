@@ -342,13 +342,12 @@ def test_the_oid_map_grows_with_every_cached_result_until_a_write(local: LocalDe
     assert size == 40 * 8 and not path.exists()
 
 
-def memcached_pods(local: LocalDevStack, memcached: Memcached) -> CachePods:
+def memcached_pods(local: LocalDevStack, memcached: Memcached) -> list[StackPgpool]:
     """Two pods whose cache is one memcached: the stack refuses the mode, so this is pgpool.conf by hand."""
     by_hand = {"memqcache_method": "memcached", "memqcache_memcached_host": memcached.endpoint.host,
                "memqcache_memcached_port": memcached.endpoint.port}
-    cache = cache_pods_cache()
-    return CachePods(*(start_cached_pgpool(local, f"pgpool-memcached-{name}", cache, by_hand=by_hand)
-                       for name in "ab"))
+    return [start_cached_pgpool(local, f"pgpool-memcached-{name}", cache_pods_cache(), by_hand=by_hand)
+            for name in "ab"]
 
 
 def test_one_memcached_for_two_pods_invalidates_only_what_the_writing_pod_cached(
@@ -360,12 +359,13 @@ def test_one_memcached_for_two_pods_invalidates_only_what_the_writing_pod_cached
     if not links_libmemcached(install):
         pytest.skip(f"{install} is built without memcached, as the pgpool/pgpool image is "
                     "(test_memcached_mode_fails_every_query_on_a_build_without_it)")
-    memcached = Memcached(local.workspace)
-    memcached.start()
-    pods = memcached_pods(local, memcached)
     table = Table(local, "qc_memcached", rows=2)
-    try:
-        with app_connect(pods.a) as conn_a, app_connect(pods.b) as conn_b:
+    seen = {}
+    memcached = Memcached(local.workspace)
+    with stopping(memcached):
+        memcached.start()
+        pod_a, pod_b = memcached_pods(local, memcached)
+        with stopping(pod_a, pod_b), app_connect(pod_a) as conn_a, app_connect(pod_b) as conn_b:
             hits_b = pool_cache(conn_b)["num_cache_hits"]
             for key, writer in ((1, conn_b), (2, conn_a)):
                 conn_a.execute(table.read(key))
@@ -373,20 +373,14 @@ def test_one_memcached_for_two_pods_invalidates_only_what_the_writing_pod_cached
                 conn_b.execute(table.read(key))
                 table.write(writer, key, key)
                 local.cluster.wait_streaming()
-                seen = {pod: conn.execute(table.read(key)).fetchone()[0] for pod, conn in (("a", conn_a), ("b", conn_b))}
-                if key == 1:
-                    stale_after_b = seen
-                else:
-                    fresh_after_a = seen
+                seen[key] = {"a": conn_a.execute(table.read(key)).fetchone()[0],
+                             "b": conn_b.execute(table.read(key)).fetchone()[0]}
             served_by_b = pool_cache(conn_b)["num_cache_hits"] - hits_b
-        maps = {"a": oid_maps(pods.a), "b": oid_maps(pods.b)}
-    finally:
-        pods.a.stop()
-        pods.b.stop()
-        memcached.stop()
+            maps = {"a": oid_maps(pod_a), "b": oid_maps(pod_b)}
+    stale_after_b, fresh_after_a = seen[1], seen[2]
     print(f"memcached shared by pods A and B: after a write through B, A and B read {stale_after_b} (stale: 0); "
-          f"after a write through A, {fresh_after_a}; B served {served_by_b:.0f} reads from memcached and cached nothing itself; "
-          f"oid maps A {maps['a']}, B {maps['b']}")
+          f"after a write through A, {fresh_after_a}; B served {served_by_b:.0f} reads from memcached and cached "
+          f"nothing itself; oid maps A {maps['a']}, B {maps['b']}")
     assert stale_after_b == {"a": 0, "b": 0} and fresh_after_a == {"a": 2, "b": 2}
     assert served_by_b >= 2 and maps["a"] and not maps["b"]
 
@@ -398,21 +392,18 @@ def test_memcached_mode_fails_every_query_on_a_build_without_it(local: LocalDevS
     with "memcached support is not enabled", cacheable or not."""
     if links_libmemcached(install):
         pytest.skip(f"{install} is built with memcached (test_one_memcached_for_two_pods_...)")
-    memcached = Memcached(local.workspace)
-    memcached.start()
-    pods = memcached_pods(local, memcached)
     table = Table(local, "qc_no_memcached")
     failed = []
-    try:
-        for query in (table.read(), f"SELECT v, now() FROM {table.name} WHERE k = 1", "SELECT 1"):
-            with app_connect(pods.a) as conn:
-                with pytest.raises(psycopg.errors.InternalError, match="memcached support is not enabled"):
-                    conn.execute(query)
-                failed.append(query)
-    finally:
-        pods.a.stop()
-        pods.b.stop()
-        memcached.stop()
+    memcached = Memcached(local.workspace)
+    with stopping(memcached):
+        memcached.start()
+        pods = memcached_pods(local, memcached)
+        with stopping(*pods):
+            for query in (table.read(), f"SELECT v, now() FROM {table.name} WHERE k = 1", "SELECT 1"):
+                with app_connect(pods[0]) as conn:
+                    with pytest.raises(psycopg.errors.InternalError, match="memcached support is not enabled"):
+                        conn.execute(query)
+                    failed.append(query)
     print(f"{install} in memcached mode: {failed} all failed with 'memcached support is not enabled'")
 
 
@@ -456,8 +447,11 @@ def test_the_exporter_reports_the_cache(local: LocalDevStack, cache_pods: CacheP
     assert cached["used_cache_entries_size"] > before["used_cache_entries_size"]
     assert cached["free_cache_entries_size"] < before["free_cache_entries_size"]
     assert 0 < cached["cache_hit_ratio"] <= 1
+    # The entry's bytes become free, or fragments when other entries follow it in its block.
     assert written["num_cache_entries"] == cached["num_cache_entries"] - 1
-    assert written["fragment_cache_entries_size"] > cached["fragment_cache_entries_size"]
+    assert written["used_cache_entries_size"] < cached["used_cache_entries_size"]
+    assert (written["free_cache_entries_size"] + written["fragment_cache_entries_size"]
+            > cached["free_cache_entries_size"] + cached["fragment_cache_entries_size"])
 
 
 INVALIDATION_DEFECTS = {
