@@ -376,6 +376,7 @@ def test_one_memcached_for_two_pods_invalidates_only_what_the_writing_pod_cached
                 seen[key] = {"a": conn_a.execute(table.read(key)).fetchone()[0],
                              "b": conn_b.execute(table.read(key)).fetchone()[0]}
             served_by_b = pool_cache(conn_b)["num_cache_hits"] - hits_b
+            settled(conn_a)
             maps = {"a": oid_maps(pod_a), "b": oid_maps(pod_b)}
     stale_after_b, fresh_after_a = seen[1], seen[2]
     print(f"memcached shared by pods A and B: after a write through B, A and B read {stale_after_b} (stale: 0); "
