@@ -1,9 +1,10 @@
 """Pgpool-II's in-memory query cache as the pgpool/pgpool image can run it: in each pod's shared memory.
 
-Its stack settings (declared on QueryCache, read by components/settings.py), the pgpool.conf parameters of
-the cache and the shared memory they make Pgpool-II allocate. No Pulumi import. Sizes and layouts are Pgpool-II's own (src/query_cache/pool_memqcache.c and
-src/main/pgpool_main.c, the same in 4.3 to 4.7); the data plane checks the figure against the
-size Pgpool-II logs and against what a memory cgroup is charged.
+Its stack settings (declared on QueryCache, read by components/settings.py), the pgpool.conf parameters
+of the cache, and the shared memory they make Pgpool-II allocate. No Pulumi import. Sizes and layouts
+are Pgpool-II's own (src/query_cache/pool_memqcache.c and src/main/pgpool_main.c, the same in 4.3 to
+4.7); the data plane checks the figure against the size Pgpool-II logs and what a memory cgroup is
+charged.
 
 Pgpool-II allocates the cache's shared memory whenever `memqcache_method` is shmem (its default),
 even with `memory_cache_enabled = off`: the shared relation cache (`enable_shared_relcache`, on)
