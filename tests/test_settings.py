@@ -394,3 +394,12 @@ def test_dataclass_defaults_are_the_declared_ones():
     with pytest.raises(TypeError, match="backend_weight1"):
         PgpoolSettings()
     assert load_settings({}, "dev").pgpool == PgpoolSettings(backend_weight1=2)
+
+
+def test_query_cache_sizes_read_as_kubernetes_binary_quantities_or_bytes():
+    cache = load_settings({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheTotalSize": "1Gi",
+                           "queryCacheMaxResultSize": "524288", "queryCacheMaxEntries": "5000",
+                           "queryCacheUnsafeTables": '["orders"]'}, "dev").pgpool.query_cache
+    assert (cache.total_bytes, cache.max_result_bytes, cache.max_entries) == (1024 ** 3, 512 * 1024, 5000)
+    assert cache.enabled and cache.unsafe_tables == ("orders",)
+    assert not load_settings({}, "dev").pgpool.query_cache.enabled
