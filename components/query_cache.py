@@ -33,6 +33,9 @@ RELCACHE_ONLY_TOTAL_BYTES = 4 * MIB
 RELCACHE_ONLY_ENTRIES = 16384
 """With the query cache off: room for the shared relation cache only (an entry is about 100 bytes),
 5 MiB of shared memory instead of Pgpool-II's default 128 MiB."""
+CHILD_BYTES = 3 * MIB
+"""What a child that served cached reads keeps besides the store, over one without the cache: 30 children held
+61 MiB more private memory with the cache on (4.3.5 and 4.7.2, tests/dataplane/test_query_cache.py); rounded up."""
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_$]*$")
 QUALIFIED_TABLE_NAME = re.compile(r"^([a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*$")
 MODES = ("off", "shmem", "memcached")
@@ -103,6 +106,11 @@ class QueryCache:
         if not self.enabled:
             return shared_memory_bytes(RELCACHE_ONLY_TOTAL_BYTES, RELCACHE_ONLY_ENTRIES)
         return shared_memory_bytes(self.total_bytes, self.max_entries)
+
+    def pod_memory_bytes(self, children: int) -> int:
+        """The memory a Pgpool-II pod takes for its cache once `children` children served cached reads:
+        the store, and with the cache on what each child keeps beside it."""
+        return self.shared_memory_bytes + (CHILD_BYTES * children if self.enabled else 0)
 
 
 def unsafe_table_pattern(table: str) -> str:

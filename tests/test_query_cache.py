@@ -95,3 +95,9 @@ def test_with_the_cache_off_only_the_shared_relation_cache_keeps_a_small_store()
         "memory_cache_enabled": False, "memqcache_method": "shmem",
         "memqcache_total_size": 4 * MIB, "memqcache_max_num_cache": 16_384,
     }
+
+
+def test_a_pods_memory_for_the_cache_is_its_store_and_three_mib_a_child_with_the_cache_on() -> None:
+    on, off = QueryCache(mode="shmem"), QueryCache()
+    assert on.pod_memory_bytes(32) == on.shared_memory_bytes + 32 * 3 * MIB
+    assert off.pod_memory_bytes(32) == off.shared_memory_bytes

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import psycopg
 from components.config_schema import declared
 from components.pgpool_config import PgpoolPaths
 from components.query_cache import QueryCache
+from tests.dataplane.harness import wait_until
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool
 from tests.dataplane.stack_files import dev_stack
 
@@ -194,9 +197,24 @@ def allocated_shared_memory(pgpool: StackPgpool) -> int:
     return int(match[1])
 
 
-def memory_limit_bytes(pod_spec: dict, container: str = "pgpool") -> int:
-    """A container's memory limit in the pod template, in bytes (binary suffixes, as the stack writes them)."""
+def memory_limit_bytes(pod_spec: dict, container: str = "pgpool", kind: str = "limits") -> int:
+    """A container's memory limit (or request) in the pod template, in bytes (binary suffixes, as the stack
+    writes them)."""
     [spec] = [c for c in pod_spec["containers"] if c["name"] == container]
-    quantity = spec["resources"]["limits"]["memory"]
+    quantity = spec["resources"][kind]["memory"]
     number, suffix = re.fullmatch(r"([0-9]+)(Ki|Mi|Gi)?", quantity).groups()
     return int(number) * 1024 ** ("", "Ki", "Mi", "Gi").index(suffix or "")
+
+
+def serve_every_child(pgpool: StackPgpool, sessions: int, work) -> None:
+    """`sessions` sessions open at once (so each holds a child of its own), each doing `work(conn, index)`."""
+    everyone_in = threading.Barrier(sessions)
+
+    def session(index: int) -> None:
+        with wait_until("logged in", lambda: app_connect(pgpool)) as conn:
+            work(conn, index)
+            everyone_in.wait(timeout=120)
+
+    with ThreadPoolExecutor(sessions) as pool:
+        for future in [pool.submit(session, index) for index in range(sessions)]:
+            future.result()

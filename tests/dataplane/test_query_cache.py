@@ -39,6 +39,7 @@ from tests.dataplane.query_cache import (
     table_oid,
     pool_cache,
     reads_until,
+    serve_every_child,
     settled,
     start_cached_pgpool,
     timed_read,
@@ -537,3 +538,32 @@ def test_the_cache_full_alert_goes_pending_when_the_cache_evicts(local: LocalDev
             wait_until("PgpoolQueryCacheFull pending", lambda: "PgpoolQueryCacheFull" in alerts(), timeout=90)
     print(f"a 2 MiB cache after 400 results of 10 kB holds {entries:.0f}; PgpoolQueryCacheFull pending")
     assert entries < 400 * 3 / 4  # evicted: a 2 MiB store holds about 200 such results
+
+
+def test_what_the_cache_adds_to_a_pod_whose_children_served_cached_reads(local: LocalDevStack) -> None:
+    """A pod with the default cache and one with the cache off, each in a memory cgroup with the pod's limit,
+    every child having served the same reads: what the cached pod holds beyond the other (private and shared
+    memory) is within QueryCache.pod_memory_bytes, the figure the settings hold the pod's memory to."""
+    caches = {"on": QueryCache(mode="shmem", max_stale_seconds=STEADY_EXPIRE_S), "off": QueryCache()}
+    table = Table(local, "qc_children", rows=2000)
+    pod_spec, held = local.stack.pod, {}
+    children = local.stack.settings.pgpool.num_init_children
+    sessions = children - local.stack.settings.pgpool.reserved_connections - 1
+    for label, cache in caches.items():
+        with MemoryGroup(f"children-{label}", memory_limit_bytes(pod_spec), pod_spec["securityContext"]["runAsUser"]) \
+                as group:
+            pod = start_cached_pgpool(local, f"pgpool-children-{label}", cache, prefix=group.enter)
+            with stopping(pod):
+                serve_every_child(pod, sessions, lambda conn, i: [conn.execute(table.read(k % 2000 + 1))
+                                                                    for k in range(i * 50, i * 50 + 50)])
+                stat = group.stat()
+                held[label] = (stat["rss"], stat["shmem"])
+    added = sum(held["on"]) - sum(held["off"])
+    allowed = caches["on"].pod_memory_bytes(children) - caches["off"].pod_memory_bytes(children)
+    print(f"after {sessions} children served the same reads: {sum(held['on']) / MIB:.0f} MiB with the cache "
+          f"({held['on'][1] / MIB:.0f} shared), {sum(held['off']) / MIB:.0f} MiB without "
+          f"({held['off'][1] / MIB:.0f} shared); the cache added {added / MIB:.0f} MiB, the settings count "
+          f"{allowed / MIB:.0f} MiB")
+    shared = caches["on"].shared_memory_bytes - caches["off"].shared_memory_bytes
+    assert held["on"][1] - held["off"][1] >= shared - 4096  # the cgroup counts whole pages of each segment
+    assert added <= allowed
