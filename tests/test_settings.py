@@ -36,8 +36,15 @@ BAD_INPUTS = [
      "pgpool-k8s:pgpoolProcessManagementMode = 'dynamic': Pgpool-II 4.3.15 has only static children"),
     ({"production": "true"}, "pgpool-k8s:exporterImage = 'pgpool/pgpool2_exporter:1.2.2': a production stack pins "
      "every image by digest"),
-    ({"pgpoolMemoryLimit": "1Gi", "numInitChildren": "300", "postgresMaxConnections": "2000"},
-     "pgpool-k8s:pgpoolMemoryLimit = '1Gi': Pgpool-II with numInitChildren 300 uses up to about 1060Mi"),
+    ({"pgpoolMemoryLimit": "1Gi", "numInitChildren": "400", "postgresMaxConnections": "2000"},
+     "pgpool-k8s:pgpoolMemoryLimit = '1Gi': Pgpool-II with numInitChildren 400 uses up to about 1220Mi once its "
+     "children have served clients (15Mi + 3Mi per child + 5Mi of shared relation cache, measured), and a container "
+     "over its limit is OOM-killed: raise it to at least 1220Mi or lower numInitChildren"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheTotalSize": "1Gi"},
+     "pgpool-k8s:pgpoolMemoryLimit = '512Mi': Pgpool-II with numInitChildren 32 uses up to about 1239Mi once its "
+     "children have served clients (15Mi + 3Mi per child + the query cache: its store 1032Mi and 3Mi per child "
+     "serving cached reads, measured), and a container over its limit is OOM-killed: raise it to at least 1239Mi or "
+     "lower numInitChildren, queryCacheTotalSize or queryCacheMaxEntries"),
     ({"pgpoolMode": "yaml"}, "pgpool-k8s:pgpoolMode = 'yaml': use one of configmap, env"),
     ({"operator": "stolon"}, "pgpool-k8s:operator = 'stolon': use one of kubedb, zalando, crunchy, cloudnativepg, external"),
     ({"backendWeight0": "-1"}, "pgpool-k8s:backendWeight0 = '-1': use a number between 0 and 100000"),
@@ -209,8 +216,13 @@ def test_warnings_for_what_works_at_a_cost():
                                              + VERIFIED_DIGEST}, "prod"))
     assert len(early) == 1 and "Pgpool-II 4.6.1 gives up on a backend at the first failed DNS lookup" in early[0]
     assert settings_warnings(load_settings({"pgpoolImage": "pgpool/pgpool:4.6.1"}, "dev")) == []  # not production
-    [small] = settings_warnings(load_settings({"pgpoolMemoryRequest": "128Mi"}, "dev"))
-    assert small.startswith("pgpoolMemoryRequest 128Mi: Pgpool-II with numInitChildren 32 uses about 256Mi")
+    [small] = settings_warnings(load_settings({"pgpoolMemoryRequest": "100Mi"}, "dev"))
+    assert small.startswith("pgpoolMemoryRequest 100Mi: Pgpool-II with numInitChildren 32 uses up to about 116Mi")
+    [cached] = settings_warnings(load_settings({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5"}, "dev"))
+    assert cached == ("pgpoolMemoryRequest 256Mi: Pgpool-II with numInitChildren 32 uses up to about 279Mi once its "
+                      "children have served clients (15Mi + 3Mi per child + the query cache: its store 72Mi and 3Mi "
+                      "per child serving cached reads, measured), more than it requests, so it is among the first "
+                      "pods evicted when its node runs short of memory: request at least 279Mi")
 
 
 @pytest.mark.parametrize("quantity, mib", [("512Mi", 512), ("1Gi", 1024), ("536870912", 512), ("1G", 953.67)])
@@ -399,7 +411,7 @@ def test_dataclass_defaults_are_the_declared_ones():
 def test_query_cache_sizes_read_as_kubernetes_binary_quantities_or_bytes():
     cache = load_settings({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheTotalSize": "1Gi",
                            "queryCacheMaxResultSize": "524288", "queryCacheMaxEntries": "5000",
-                           "queryCacheUnsafeTables": '["orders"]'}, "dev").pgpool.query_cache
+                           "queryCacheUnsafeTables": '["orders"]', "pgpoolMemoryLimit": "2Gi"}, "dev").pgpool.query_cache
     assert (cache.total_bytes, cache.max_result_bytes, cache.max_entries) == (1024 ** 3, 512 * 1024, 5000)
     assert cache.enabled and cache.unsafe_tables == ("orders",)
     assert not load_settings({}, "dev").pgpool.query_cache.enabled
