@@ -35,8 +35,8 @@ RELCACHE_ONLY_ENTRIES = 16384
 5 MiB of shared memory instead of Pgpool-II's default 128 MiB."""
 CHILD_BYTES = 3 * MIB
 """What a child that served cached reads keeps besides the store, over one without the cache: 30 children held
-61 MiB more with the cache on, its larger store aside (4.3.5, 4.6.1 and 4.7.2, tests/dataplane/test_query_cache.py);
-rounded up."""
+61-62 MiB more with the cache on, its larger store aside (4.3.5, 4.6.1 and 4.7.2,
+tests/dataplane/test_query_cache.py); rounded up."""
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_$]*$")
 QUALIFIED_TABLE_NAME = re.compile(r"^([a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*$")
 MODES = ("off", "shmem", "memcached")
