@@ -5,15 +5,53 @@ The group's cgroup.procs belongs to the pod's uid, so the container's first proc
 before it execs the container's command (`enter`), as a runtime starts a container inside its group:
 everything the command allocates, shared memory included, is charged to the group from the start.
 The group is named after the test run's pid and removed on close, its processes moved out first.
+memory_mib measures what the settings' memory rule is calibrated on: the proportional set size, once
+serve_every_child has had every child serve a session.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
+
+import psycopg
+
+from tests.dataplane.cpu_groups import descendants
+from tests.dataplane.harness import wait_until
 
 MEMORY_ROOT = Path("/sys/fs/cgroup/memory")
+
+
+def memory_mib(pid: int) -> float:
+    """The proportional set size of a process and its children (shared pages counted once across them)."""
+    total_kib = 0
+    for process in (pid, *descendants(pid)):
+        try:
+            rollup = Path(f"/proc/{process}/smaps_rollup").read_text()
+        except FileNotFoundError:  # a child that exited meanwhile
+            continue
+        total_kib += sum(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
+    return total_kib / 1024
+
+
+def serve_every_child(sessions: int, connect: Callable[[], psycopg.Connection],
+                      work: Callable[[psycopg.Connection, int], object]) -> None:
+    """`sessions` sessions open at once (so each holds a child of its own), each logged in by `connect` and doing
+    `work(connection, its index)`."""
+    everyone_in = threading.Barrier(sessions)
+
+    def session(index: int) -> None:
+        with wait_until("logged in", connect) as conn:
+            work(conn, index)
+            everyone_in.wait(timeout=120)
+
+    with ThreadPoolExecutor(sessions) as pool:
+        for future in [pool.submit(session, index) for index in range(sessions)]:
+            future.result()
 
 
 class MemoryGroup:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from components.pgpool_config import PgpoolPaths
 from components.query_cache import QueryCache
 from tests.dataplane.harness import wait_until
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool
-from tests.dataplane.stack_files import dev_stack
+from tests.dataplane.stack_files import DevStack, dev_stack
 
 POLL_S = 0.02
 """How often a stale reader asks again."""
@@ -44,6 +42,11 @@ def stack_config(cache: QueryCache) -> dict[str, str]:
     return config
 
 
+def cached_stack(local: LocalDevStack, cache: QueryCache) -> DevStack:
+    """The dev stack the program generates with `cache`, for the release `local` runs (its secrets)."""
+    return dev_stack(pgpoolImage=local.install.image, **stack_config(cache))
+
+
 def start_cached_pgpool(local: LocalDevStack, name: str, cache: QueryCache, prefix: tuple[str, ...] = (),
                         by_hand: dict[str, int | str] | None = None) -> StackPgpool:
     """A Pgpool-II pod of the dev stack the program generates with `cache`; `by_hand` sets pgpool.conf
@@ -51,7 +54,7 @@ def start_cached_pgpool(local: LocalDevStack, name: str, cache: QueryCache, pref
     def edit(files: dict[str, str]) -> None:
         files["pgpool.conf"] += conf_lines(by_hand.items())
 
-    return local.pgpool(name, stack=dev_stack(**stack_config(cache)), edit=edit if by_hand else None, prefix=prefix)
+    return local.pgpool(name, stack=cached_stack(local, cache), edit=edit if by_hand else None, prefix=prefix)
 
 
 def oid_map_files(pgpool: StackPgpool) -> list[Path]:
@@ -205,16 +208,3 @@ def memory_limit_bytes(pod_spec: dict, container: str = "pgpool", kind: str = "l
     number, suffix = re.fullmatch(r"([0-9]+)(Ki|Mi|Gi)?", quantity).groups()
     return int(number) * 1024 ** ("", "Ki", "Mi", "Gi").index(suffix or "")
 
-
-def serve_every_child(pgpool: StackPgpool, sessions: int, work) -> None:
-    """`sessions` sessions open at once (so each holds a child of its own), each doing `work(conn, index)`."""
-    everyone_in = threading.Barrier(sessions)
-
-    def session(index: int) -> None:
-        with wait_until("logged in", lambda: app_connect(pgpool)) as conn:
-            work(conn, index)
-            everyone_in.wait(timeout=120)
-
-    with ThreadPoolExecutor(sessions) as pool:
-        for future in [pool.submit(session, index) for index in range(sessions)]:
-            future.result()

@@ -20,11 +20,12 @@ import psycopg
 import pytest
 
 from components.query_cache import MIB, QueryCache, hash_slots
+from components.settings import pgpool_memory_mib
 from tests.dataplane.harness import Exporter, Memcached, stopping, wait_until
 from tests.dataplane.installs import PgpoolInstall
 from tests.dataplane.load import pgbench
 from tests.dataplane.local_stack import LocalDevStack, StackPgpool
-from tests.dataplane.memory_group import MemoryGroup
+from tests.dataplane.memory_group import MemoryGroup, memory_mib, serve_every_child
 from tests.dataplane.test_metrics import samples, stack_exporter, target_labels, watching
 from tests.dataplane.query_cache import (
     Read,
@@ -32,6 +33,7 @@ from tests.dataplane.query_cache import (
     Table,
     allocated_shared_memory,
     app_connect,
+    cached_stack,
     memory_limit_bytes,
     oid_map_files,
     oid_maps,
@@ -39,7 +41,6 @@ from tests.dataplane.query_cache import (
     table_oid,
     pool_cache,
     reads_until,
-    serve_every_child,
     settled,
     start_cached_pgpool,
     timed_read,
@@ -304,7 +305,8 @@ def test_the_cache_takes_the_shared_memory_the_settings_say(local: LocalDevStack
     start and charged to the container's memory limit (a cgroup, as the kubelet sets it): a limit below
     it kills Pgpool-II as it starts."""
     uid = local.stack.pod["securityContext"]["runAsUser"]
-    default, small = cache_pods_cache(), QueryCache(mode="shmem", total_bytes=8 * MIB, max_entries=1000, max_stale_seconds=EXPIRE_S)
+    default = cache_pods_cache()
+    small = QueryCache(mode="shmem", total_bytes=8 * MIB, max_entries=1000, max_stale_seconds=EXPIRE_S)
     with MemoryGroup("cache", memory_limit_bytes(local.stack.pod), uid) as group:
         pod = start_cached_pgpool(local, "pgpool-cache-memory", small, prefix=group.enter)
         try:
@@ -543,10 +545,11 @@ def test_the_cache_full_alert_goes_pending_when_the_cache_evicts(local: LocalDev
 def test_what_the_cache_adds_to_a_pod_whose_children_served_cached_reads(local: LocalDevStack) -> None:
     """A pod with the default cache and one with the cache off, each in a memory cgroup with the pod's limit,
     every child having served the same reads: what the cached pod holds beyond the other (private and shared
-    memory) is within QueryCache.pod_memory_bytes, the figure the settings hold the pod's memory to."""
+    memory) is within QueryCache.pod_memory_bytes, and the cached pod's memory (proportional set size, as
+    tests/dataplane/test_memory.py measures it) within what the settings ask of its limit (pgpool_memory_mib)."""
     caches = {"on": QueryCache(mode="shmem", max_stale_seconds=STEADY_EXPIRE_S), "off": QueryCache()}
     table = Table(local, "qc_children", rows=2000)
-    pod_spec, held = local.stack.pod, {}
+    pod_spec, held, pss = local.stack.pod, {}, {}
     children = local.stack.settings.pgpool.num_init_children
     sessions = children - local.stack.settings.pgpool.reserved_connections - 1
     for label, cache in caches.items():
@@ -554,16 +557,21 @@ def test_what_the_cache_adds_to_a_pod_whose_children_served_cached_reads(local: 
                 as group:
             pod = start_cached_pgpool(local, f"pgpool-children-{label}", cache, prefix=group.enter)
             with stopping(pod):
-                serve_every_child(pod, sessions, lambda conn, i: [conn.execute(table.read(k % 2000 + 1))
-                                                                    for k in range(i * 50, i * 50 + 50)])
+                serve_every_child(sessions, lambda: app_connect(pod),
+                                  lambda conn, i: [conn.execute(table.read(k % 2000 + 1))
+                                                   for k in range(i * 50, i * 50 + 50)])
                 stat = group.stat()
                 held[label] = (stat["rss"], stat["shmem"])
+                pss[label] = memory_mib(pod.pid)
     added = sum(held["on"]) - sum(held["off"])
     allowed = caches["on"].pod_memory_bytes(children) - caches["off"].pod_memory_bytes(children)
-    print(f"after {sessions} children served the same reads: {sum(held['on']) / MIB:.0f} MiB with the cache "
-          f"({held['on'][1] / MIB:.0f} shared), {sum(held['off']) / MIB:.0f} MiB without "
+    asked = {label: pgpool_memory_mib(cached_stack(local, cache).settings.pgpool) for label, cache in caches.items()}
+    print(f"after {sessions} children of {local.install} served the same reads: {sum(held['on']) / MIB:.0f} MiB "
+          f"charged with the cache ({held['on'][1] / MIB:.0f} shared), {sum(held['off']) / MIB:.0f} MiB without "
           f"({held['off'][1] / MIB:.0f} shared); the cache added {added / MIB:.0f} MiB, the settings count "
-          f"{allowed / MIB:.0f} MiB")
+          f"{allowed / MIB:.0f} MiB. Proportional set size {pss['on']:.0f} MiB with the cache, {pss['off']:.0f} MiB "
+          f"without; the settings ask {asked['on']:.0f} and {asked['off']:.0f} MiB")
     shared = caches["on"].shared_memory_bytes - caches["off"].shared_memory_bytes
     assert held["on"][1] - held["off"][1] >= shared - 4096  # the cgroup counts whole pages of each segment
     assert added <= allowed
+    assert pss["on"] <= asked["on"] and pss["off"] <= asked["off"]
