@@ -856,7 +856,7 @@ MEMORY_BASE_MIB = 15
 MEMORY_PER_CHILD_MIB = 3
 """Pgpool-II's memory (proportional set size of all its processes) after every child served sessions of two
 users, as tests/dataplane/test_memory.py measures it on 4.3.5, 4.6.1 and 4.7.2 with the query cache off: 28-36Mi
-with 8 children, 80-91Mi with 32, 151-164Mi with 64 (three runs). Less the shared relation cache's 5Mi store
+with 8 children, 80-91Mi with 32, 150-164Mi with 64 (four runs). Less the shared relation cache's 5Mi store
 (counted apart, by pgpool_memory_mib), a straight line through them: 6-13Mi shared by all, 2.2-2.3Mi per child;
 rounded up."""
 QUANTITY_UNITS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
