@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from components.query_cache import QueryCache
+from tests.dataplane.query_cache import pool_cache
 from tests.e2e.harness import NAMESPACE, STACK, RealNodeStack, wait_for
 from tests.engine.harness import PROJECT, EngineProject, EngineRun
 
@@ -287,12 +288,6 @@ CACHED_READS = 50
 CACHE_STALE_SECONDS = 60
 """queryCacheMaxStaleSeconds here: longer than the test, so a row read after a write is fresh only if the write
 removed the cached one."""
-
-
-def pool_cache(connection: psycopg.Connection) -> dict[str, float]:
-    """SHOW pool_cache of the pod the session is connected to."""
-    cursor = connection.execute("SHOW pool_cache")
-    return {column.name: float(value) for column, value in zip(cursor.description, cursor.fetchone())}
 
 
 def cache_shared_memory(stack: RealNodeStack, pod: str) -> tuple[int, int]:
