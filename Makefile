@@ -42,8 +42,8 @@ unit:
 	scripts/bootstrap.sh && source scripts/env.sh && \
 		.venv/bin/python -m pytest -q tests --ignore=tests/dataplane --ignore=tests/engine --ignore=tests/cluster --ignore=tests/e2e
 
-## Three tables (not a test): read scaling over two standbys on CPU budgets, proxy CPU per query, proxy-bound
-## throughput; Pgpool-II vs PostgreSQL vs PgBouncer. Needs root (cgroup v1 cpu and cpuacct).
+## Four tables (not a test): read scaling over two standbys on CPU budgets, proxy CPU per query, proxy-bound
+## throughput, Pgpool-II vs PostgreSQL vs PgBouncer; the query cache's gain and cost. Needs root (cgroup v1 cpu and cpuacct).
 bench:
 	scripts/bootstrap.sh && scripts/install_test_packages.sh && .venv/bin/python scripts/benchmark.py
 

@@ -170,6 +170,38 @@ class Strings(Kind):
         return list(default)
 
 
+BINARY_SIZE = re.compile(r"^([0-9]+)(Ki|Mi|Gi)?$")
+BINARY_UNITS = ("", "Ki", "Mi", "Gi")
+
+
+@dataclass(frozen=True)
+class ByteSize(Kind):
+    """A size written as a Kubernetes binary quantity (64Mi, 400Ki) or a number of bytes, read into bytes;
+    a multiple of `unit` between `low` and `high` bytes."""
+
+    low: int
+    high: int
+    unit: int = 1
+
+    def read(self, key: str, value: Any, default: Any, fail: Fail) -> Any:
+        match = BINARY_SIZE.fullmatch(str(value).strip()) if not isinstance(value, bool) else None
+        if not match:
+            fail(key, value, f"use a size such as {self.config_default(default)} (Ki, Mi or Gi, or bytes)")
+            return default
+        size = int(match[1]) * 1024 ** BINARY_UNITS.index(match[2] or "")
+        if not self.low <= size <= self.high or size % self.unit:
+            unit = f" and a multiple of {self.config_default(self.unit)}" if self.unit > 1 else ""
+            fail(key, value, f"use a size between {self.config_default(self.low)} and "
+                             f"{self.config_default(self.high)}{unit}")
+            return default
+        return size
+
+    def config_default(self, default: Any) -> Any:
+        """The size in the largest binary unit that divides it, as stack config writes it."""
+        power = max(p for p in range(len(BINARY_UNITS)) if default % 1024 ** p == 0)
+        return f"{default // 1024 ** power}{BINARY_UNITS[power]}"
+
+
 LABEL_PAIR = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_./]*=[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 

@@ -48,6 +48,11 @@ STANDBY_READS_SHARE_ALERT = 0.05
 backendWeight1 / (backendWeight0 + backendWeight1), two thirds with the defaults)."""
 READS_PER_SECOND_TO_JUDGE = 1
 """Fewer SELECTs per second than this on a pod say nothing about where they go."""
+QUERY_CACHE_FULL_RATIO = 0.9
+"""Share of the query cache's store or hash table in use (at most, over QUERY_CACHE_WINDOW) above which the
+cache counts as full: once every block is in use, each new result evicts a whole block of older ones, and
+the share then swings by one block, so the window's maximum is what is compared."""
+QUERY_CACHE_WINDOW = "10m"
 
 GRAFANA_SCHEMA_VERSION = 39
 
@@ -155,21 +160,23 @@ def _alert(name: str, expr: str, duration: str, severity: str, summary: str, des
 
 
 def alert_rule_groups(settings: PrometheusSettings, pgpool_service: str, namespace: str,
-                      postgres_metrics_service: str) -> list[dict[str, Any]]:
+                      postgres_metrics_service: str, query_cache: bool = False) -> list[dict[str, Any]]:
     """Alert rule groups as data: the rules file's `groups` and a PrometheusRule's `spec.groups`.
 
     `pgpool_service` is the Service in front of the pgpool2_exporter sidecars (the one the
     scrape annotations or ServiceMonitor select); `namespace` is where it and the database run.
     `postgres_metrics_service` is the Service in front of the postgres_exporter sidecars
     (KubeDB's `<name>-stats`), or "" when the stack does not know one: a PostgreSQL pod whose
-    exporter is gone then goes unnoticed, one whose server is down still alerts.
+    exporter is gone then goes unnoticed, one whose server is down still alerts. `query_cache`: the stack
+    runs Pgpool-II's query cache, whose alert exists only then.
     """
     _check_name("pgpool_service", pgpool_service)
     _check_name("namespace", namespace)
     if postgres_metrics_service:
         _check_name("postgres_metrics_service", postgres_metrics_service)
     return [
-        {"name": "pgpool", "rules": _pgpool_rules(settings, pgpool_service, namespace)},
+        {"name": "pgpool", "rules": _pgpool_rules(settings, pgpool_service, namespace)
+         + (_query_cache_rules(pgpool_service, namespace) if query_cache else [])},
         {"name": "postgres", "rules": _postgres_rules(settings, namespace, postgres_metrics_service)},
     ]
 
@@ -237,6 +244,28 @@ def _standby_reads_alert(pgpool: dict[str, str]) -> dict[str, Any]:
     )
 
 
+def _query_cache_rules(pgpool_service: str, namespace: str) -> list[dict[str, Any]]:
+    """The query cache full while it keeps taking new results: it evicts, or stops caching."""
+    def cache(name: str) -> str:
+        return _selector(f"pgpool2_pool_cache_{name}", namespace=namespace, service=pgpool_service)
+
+    window = QUERY_CACHE_WINDOW
+    store = (f"max_over_time({cache('used_cache_entries_size')}[{window}]) / ({cache('used_cache_entries_size')} "
+             f"+ {cache('free_cache_entries_size')} + {cache('fragment_cache_entries_size')})")
+    hash_table = f"max_over_time({cache('used_hash_entries')}[{window}]) / {cache('num_hash_entries')}"
+    caching = f"rate({cache('num_selects')}[{window}]) > 0"  # counters, though the exporter says gauges
+    return [_alert(
+        "PgpoolQueryCacheFull",
+        f"({store} > {QUERY_CACHE_FULL_RATIO} or {hash_table} > {QUERY_CACHE_FULL_RATIO}) and {caching}",
+        window, "warning",
+        "Query cache of Pgpool-II {{ $labels.namespace }}/{{ $labels.pod }} is full",
+        "{{ $value | humanizePercentage }} of the query cache's store or hash table is in use while new results "
+        "keep coming: each new result evicts a whole block of older ones, or is not cached once the hash table "
+        "is full, so fewer reads are hits. Raise queryCacheTotalSize (and the pod's memory) or "
+        "queryCacheMaxEntries, or keep rarely repeated tables out with queryCacheUnsafeTables.",
+    )]
+
+
 def _postgres_rules(settings: PrometheusSettings, namespace: str, postgres_metrics_service: str) -> list[dict[str, Any]]:
     """The PostgreSQL servers, through their postgres_exporter sidecars."""
     lag = _selector("pg_replication_lag_seconds", namespace=namespace)
@@ -273,9 +302,10 @@ def _postgres_rules(settings: PrometheusSettings, namespace: str, postgres_metri
 
 
 def render_alert_rules(settings: PrometheusSettings, pgpool_service: str, namespace: str,
-                       postgres_metrics_service: str) -> str:
+                       postgres_metrics_service: str, query_cache: bool = False) -> str:
     """A Prometheus rules file holding alert_rule_groups()."""
-    return _dump_yaml({"groups": alert_rule_groups(settings, pgpool_service, namespace, postgres_metrics_service)})
+    return _dump_yaml({"groups": alert_rule_groups(settings, pgpool_service, namespace, postgres_metrics_service,
+                                                   query_cache)})
 
 
 # --- Grafana dashboard --------------------------------------------------------------
@@ -328,8 +358,9 @@ def _layout(sections: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> list[di
     return laid_out
 
 
-def render_grafana_dashboard(pgpool_service: str, namespace: str) -> str:
-    """Grafana dashboard JSON for one Pgpool-II and the PostgreSQL servers in its namespace."""
+def render_grafana_dashboard(pgpool_service: str, namespace: str, query_cache: bool = False) -> str:
+    """Grafana dashboard JSON for one Pgpool-II and the PostgreSQL servers in its namespace; with
+    `query_cache`, a section for Pgpool-II's query cache."""
     _check_name("pgpool_service", pgpool_service)
     _check_name("namespace", namespace)
     dashboard = {
@@ -344,10 +375,35 @@ def render_grafana_dashboard(pgpool_service: str, namespace: str) -> str:
         "timezone": "browser",
         "templating": {"list": _variables(namespace)},
         "annotations": {"list": []},
-        "panels": _layout([("Pgpool-II", _pgpool_panels(f'namespace="{namespace}",service="{pgpool_service}"')),
-                           ("PostgreSQL", _postgres_panels(f'namespace="{namespace}",service=~"$postgres_service"'))]),
+        "panels": _layout(_sections(f'namespace="{namespace}",service="{pgpool_service}"',
+                                    f'namespace="{namespace}",service=~"$postgres_service"', query_cache)),
     }
     return json.dumps(dashboard, sort_keys=True, indent=2) + "\n"
+
+
+def _sections(pgpool: str, postgres: str, query_cache: bool) -> list[tuple[str, list[dict[str, Any]]]]:
+    cache = [("Pgpool-II query cache", _query_cache_panels(pgpool))] if query_cache else []
+    return [("Pgpool-II", _pgpool_panels(pgpool)), *cache, ("PostgreSQL", _postgres_panels(postgres))]
+
+
+def _query_cache_panels(pgpool: str) -> list[dict[str, Any]]:
+    """Hits against the SELECTs Pgpool-II counted, and how full the store and the hash table are."""
+    def cache(name: str) -> str:
+        return f"pgpool2_pool_cache_{name}{{{pgpool}}}"
+
+    rate = "$__rate_interval"
+    hits, selects = f"rate({cache('num_cache_hits')}[{rate}])", f"rate({cache('num_selects')}[{rate}])"
+    return [
+        # Pgpool-II's own cache_hit_ratio counts since its start; this one follows the traffic.
+        _panel("timeseries", "Query cache hit ratio (hits / (hits + SELECTs not served from it))", "percentunit",
+               [(f"{hits} / ({hits} + {selects})", "{{pod}}")]),
+        _panel("timeseries", "Query cache fullness: store and hash table in use", "percentunit", [
+            (f"{cache('used_cache_entries_size')} / ({cache('used_cache_entries_size')} + "
+             f"{cache('free_cache_entries_size')} + {cache('fragment_cache_entries_size')})", "store {{pod}}"),
+            (f"{cache('used_hash_entries')} / {cache('num_hash_entries')}", "hash table {{pod}}"),
+        ]),
+        _panel("timeseries", "Query cache hits per second", "ops", [(hits, "{{pod}}")]),
+    ]
 
 
 def _pgpool_panels(pgpool: str) -> list[dict[str, Any]]:

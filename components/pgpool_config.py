@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from components.operators import Backends
 from components.pgpool_image import PGPOOL_IMAGE
+from components.query_cache import query_cache_params
 from policies.pgpool_policies.pgpool_versions import PROCESS_MANAGEMENT_MODE, UNIX_SOCKET_DIRECTORIES, WORK_DIR
 from components.settings import (
     MAX_AES_PASSWORD_BYTES,
@@ -67,6 +68,9 @@ class PgpoolPaths:
     pid_file: str = posixpath.join(PGPOOL_IMAGE.socket_dir, "pgpool.pid")
     work_dir: str = "/tmp"
     """Where pgpool keeps pgpool_status (discarded at start by -D): work_dir, logdir before 4.7."""
+    query_cache_dir: str = "/var/lib/pgpool-query-cache"
+    """memqcache_oiddir, with the query cache on: which cached results read which table, so a write can find
+    them (a volume of its own: it grows by 8 bytes per cached result and table until the table is written)."""
 
     def _secret(self, name: str) -> str:
         return posixpath.join(self.secrets_dir, name)
@@ -374,6 +378,14 @@ def _tls(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: Pgpo
     ))
 
 
+def _query_cache(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
+    if not pgpool.query_cache.enabled:
+        return ("Query cache off; its store still holds the shared relation cache, so keep it small.",
+                query_cache_params(pgpool.query_cache, paths.query_cache_dir))
+    return ("Query cache in each pod's shared memory. A pod invalidates only for writes through itself: "
+            "memqcache_expire bounds staleness.", query_cache_params(pgpool.query_cache, paths.query_cache_dir))
+
+
 def _logging(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: PgpoolPaths) -> Block:
     return ("Logs to stderr for the container runtime.", (
         ("log_destination", "stderr"),
@@ -382,7 +394,8 @@ def _logging(pgpool: PgpoolSettings, backends: Backends, namespace: str, paths: 
     ))
 
 
-BLOCKS = (_listening, _files, _backends, _no_failover, _pooling, _replication_check, _client_auth, _tls, _logging)
+BLOCKS = (_listening, _files, _backends, _no_failover, _pooling, _replication_check, _client_auth, _tls,
+          _query_cache, _logging)
 """pgpool.conf's blocks, in file order: each the parameters of one rule."""
 
 

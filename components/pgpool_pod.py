@@ -39,6 +39,11 @@ PREPARED_TLS = "/prepared-tls"
 EXPORTER_UID = 65534
 """The exporter image runs as root by default."""
 TLS_FILES = ("tls.crt", "tls.key")
+QUERY_CACHE_VOLUME = "query-cache"
+QUERY_CACHE_VOLUME_SIZE = "1Gi"
+"""memqcache_oiddir's limit: Pgpool-II appends 8 bytes per cached result to the file of each table it reads, and
+empties it only when that table is written through the pod (or at start), so 1Gi is some 130 million results;
+beyond it the kubelet evicts the pod, which then starts with an empty cache."""
 Name = Any
 """The name of a Kubernetes object: a string, or a Pulumi output of an auto-named object."""
 
@@ -262,6 +267,15 @@ def pre_stop_command(s: PgpoolSettings, mode: _Mode) -> list[str] | None:
     return None
 
 
+def _query_cache_volume(s: PgpoolSettings, mode: _Mode) -> tuple[list[dict], list[dict]]:
+    """With the query cache on, a disk volume of its own for memqcache_oiddir (the cache itself is shared
+    memory, System V, so no /dev/shm volume: the container's memory limit covers it)."""
+    if not s.query_cache.enabled:
+        return [], []
+    return ([empty_dir(QUERY_CACHE_VOLUME, size=QUERY_CACHE_VOLUME_SIZE)],
+            [{"name": QUERY_CACHE_VOLUME, "mount_path": mode.pgpool_paths.query_cache_dir}])
+
+
 def pod_plan(args: PgpoolArgs, files: PgpoolFiles, objects: PodObjects) -> PodPlan:
     s, sec = args.settings, args.secrets
     mode = MODES[s.mode]
@@ -277,7 +291,8 @@ def pod_plan(args: PgpoolArgs, files: PgpoolFiles, objects: PodObjects) -> PodPl
     ports = [{"name": "postgres", "container_port": s.port}]
     if s.pcp_over_tcp:
         ports.append({"name": "pcp", "container_port": s.pcp_port})
-    volumes, mounts = mode.volumes(objects), mode.mounts(tls)
+    cache_volume, cache_mount = _query_cache_volume(s, mode)
+    volumes, mounts = mode.volumes(objects) + cache_volume, mode.mounts(tls) + cache_mount
     if args.backends.ca_secret and s.ssl:  # the CA Pgpool-II verifies PostgreSQL's certificates with
         volumes.append({"name": "postgres-ca", "secret": {
             "secret_name": args.backends.ca_secret, "items": [{"key": conf.CA_FILE, "path": conf.CA_FILE}],

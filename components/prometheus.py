@@ -51,6 +51,8 @@ class PrometheusArgs:
     production: bool = False
     network_policy: bool = False
     """Admit only the named clients to the server (components/network_policy.py)."""
+    query_cache: bool = False
+    """Pgpool-II runs its query cache: its alert and dashboard section."""
 
 
 class Prometheus(pulumi.ComponentResource):
@@ -68,7 +70,7 @@ class Prometheus(pulumi.ComponentResource):
                 f"{args.pgpool_service}-dashboard",
                 metadata={"name": f"{args.pgpool_service}-dashboard", "namespace": ns,
                           "labels": {**labels, "grafana_dashboard": "1"}},
-                data={"pgpool.json": mon.render_grafana_dashboard(args.pgpool_service, ns)},
+                data={"pgpool.json": mon.render_grafana_dashboard(args.pgpool_service, ns, args.query_cache)},
                 opts=child,
             )
 
@@ -102,7 +104,7 @@ class Prometheus(pulumi.ComponentResource):
             kind="PrometheusRule",
             metadata={"name": f"{args.pgpool_service}-rules", "namespace": ns, "labels": labels},
             spec={"groups": mon.alert_rule_groups(args.settings, args.pgpool_service, ns,
-                                                    args.postgres_metrics_service)},
+                                                    args.postgres_metrics_service, args.query_cache)},
             opts=child,
         )
 
@@ -113,7 +115,8 @@ class Prometheus(pulumi.ComponentResource):
         namespaces = None if s.cluster_wide else list(dict.fromkeys([ns, *s.discovery_namespaces]))
         _discovery_rbac(account, ns, namespaces, labels, child)
         prometheus_yml = mon.render_prometheus_yml(s, namespaces, [f"{RULES_DIR}/*.yml"])
-        rules_yml = mon.render_alert_rules(s, args.pgpool_service, ns, args.postgres_metrics_service)
+        rules_yml = mon.render_alert_rules(s, args.pgpool_service, ns, args.postgres_metrics_service,
+                                           args.query_cache)
         # Auto-named (no metadata.name): see the module docstring.
         config = k8s.core.v1.ConfigMap(f"{NAME}-config", metadata={"namespace": ns, "labels": labels},
                                        data={"prometheus.yml": prometheus_yml}, opts=child)

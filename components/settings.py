@@ -40,6 +40,7 @@ from components.config_schema import (  # PROJECT and SettingsError: the setting
 )
 from components.operators import OPERATORS, Backends, Operator
 from components.pgpool_image import PGPOOL_IMAGE
+from components.query_cache import CHILD_BYTES, MIB, QueryCache
 from policies.pgpool_policies.pgpool_versions import (
     DNS_RETRY,
     PROCESS_MANAGEMENT_MODE,
@@ -341,6 +342,8 @@ class PgpoolSettings:
         "pgpoolPreStopSeconds + 5.")
     run_as_user: int = PGPOOL_IMAGE.uid
     """The image's postgres user (not a setting: the image decides it)."""
+    query_cache: QueryCache = QueryCache()
+    """Its own group of settings (components/query_cache.py)."""
 
     @property
     def release(self) -> Version | None:
@@ -452,7 +455,8 @@ class StackSettings:
 
 
 SECTIONS = (("the stack", StackSettings), ("where the manifests go", ClusterTarget),
-            ("database", DatabaseSettings), ("Pgpool-II", PgpoolSettings), ("monitoring", PrometheusSettings))
+            ("database", DatabaseSettings), ("Pgpool-II", PgpoolSettings), ("query cache", QueryCache),
+            ("monitoring", PrometheusSettings))
 """Every settings dataclass, in the order of Pulumi.yaml and the README's reference."""
 
 
@@ -473,7 +477,8 @@ def load_settings(raw: Mapping[str, Any], stack: str) -> StackSettings:
         stack=stack,
         database=database,
         pgpool=PgpoolSettings(**read_fields(PgpoolSettings, raw, fail,
-                                            derived={"backendWeight1": max(database.standbys, 0)})),
+                                            derived={"backendWeight1": max(database.standbys, 0)}),
+                              query_cache=QueryCache(**read_fields(QueryCache, raw, fail))),
         prometheus=PrometheusSettings(**read_fields(PrometheusSettings, raw, fail)),
         target=cluster_target(raw),
         **stack_fields,
@@ -728,12 +733,12 @@ def production_pins_digests(s: StackSettings) -> Problems:
 
 def memory_limit_fits_the_children(s: StackSettings) -> Problems:
     p = s.pgpool
-    needed = pgpool_memory_mib(p.num_init_children)
+    needed = pgpool_memory_mib(p)
     if mebibytes(p.memory_limit) < needed:
-        yield ("pgpoolMemoryLimit", p.memory_limit, f"Pgpool-II with numInitChildren {p.num_init_children} uses up "
-               f"to about {needed:.0f}Mi once its children have served clients ({MEMORY_BASE_MIB}Mi + "
-               f"{MEMORY_PER_CHILD_MIB}Mi per child, measured), and a container over its limit is OOM-killed: "
-               f"raise it to at least {needed:.0f}Mi or lower numInitChildren")
+        yield ("pgpoolMemoryLimit", p.memory_limit, f"{memory_use(p)}, and a container over its limit is OOM-killed: "
+               f"raise it to at least {needed:.0f}Mi or lower "
+               + ("numInitChildren, queryCacheTotalSize or queryCacheMaxEntries" if p.query_cache.enabled
+                  else "numInitChildren"))
 
 
 def exposure_allowed(s: StackSettings) -> Problems:
@@ -799,6 +804,38 @@ def operator_labels_need_the_operator(s: StackSettings) -> Problems:
                "set it or remove them")
 
 
+def query_cache_in_shared_memory(s: StackSettings) -> Problems:
+    if s.pgpool.query_cache.mode == "memcached":
+        yield ("queryCache", "memcached", "the pgpool/pgpool image builds Pgpool-II without memcached "
+               "(Dockerfile.pgpool configures --with-openssl only), and then every query fails with 'memcached "
+               "support is not enabled'; even built with it, one memcached for all pods does not invalidate across "
+               "them (each pod removes only what it cached itself). Use shmem (each pod's shared memory) or off")
+
+
+def query_cache_staleness_bounded(s: StackSettings) -> Problems:
+    """Each pod invalidates only for writes through itself; memqcache_expire is the only other bound."""
+    p = s.pgpool
+    if not p.query_cache.enabled or p.query_cache.max_stale_seconds:
+        return
+    across = (f"with pgpoolReplicas {p.replicas}, a read through one pod returns what it cached before a write "
+              "through another, until it expires; " if p.replicas > 1 else "")
+    yield ("queryCacheMaxStaleSeconds", 0, f"the query cache removes a result only when its table is written "
+           f"through the same pod: {across}and a read balanced to a standby that has not yet replayed a write is "
+           "cached as it was read. Set the longest a read may be stale, e.g. `pulumi config set "
+           "queryCacheMaxStaleSeconds 5`, or turn queryCache off")
+
+
+def query_cache_settings_need_the_cache(s: StackSettings) -> Problems:
+    cache = s.pgpool.query_cache
+    if cache.mode != "off":
+        return
+    for name, declaration in declared(QueryCache):
+        value = getattr(cache, name)
+        if name != "mode" and value != declaration.default:
+            yield (declaration.key, declaration.kind.config_default(value) if isinstance(value, int) else list(value),
+                   "only used with queryCache shmem; set queryCache or remove it")
+
+
 RULES: tuple[Callable[[StackSettings], Problems], ...] = (
     cluster_name_fits, standby_behind_read_only_service, reserved_below_max_connections, external_hosts_named,
     pgpool_name_fits, ports_differ, a_backend_takes_reads, pool_fits_backends, excess_clients_get_an_error,
@@ -808,28 +845,46 @@ RULES: tuple[Callable[[StackSettings], Problems], ...] = (
     dynamic_process_management_from_4_4, production_pins_digests, memory_limit_fits_the_children,
     exposure_allowed, discovery_namespaces_agree, operator_labels_need_the_operator, app_users_own_their_databases,
     production_keeps_data_and_isolates, backend_tls_agrees, prometheus_clients_need_network_policy,
+    query_cache_in_shared_memory, query_cache_staleness_bounded, query_cache_settings_need_the_cache,
 )
 """Every rule load_settings applies, in the order their problems are listed."""
 
 
 # --- warnings: settings that work, with a cost the user should know ------------------------------------------
 
-MEMORY_BASE_MIB = 160
+MEMORY_BASE_MIB = 15
 MEMORY_PER_CHILD_MIB = 3
 """Pgpool-II's memory (proportional set size of all its processes) after every child served sessions of two
-users, as tests/dataplane/test_memory.py measures it on 4.3.5, 4.6.1 and 4.7.2: 201-214Mi with 32 children,
-273-288Mi with 64 (140-150Mi shared by all, 2.2-2.3Mi per child); rounded up."""
+users, as tests/dataplane/test_memory.py measures it on 4.3.5, 4.6.1 and 4.7.2 with the query cache off: 28-36Mi
+with 8 children, 80-91Mi with 32, 150-164Mi with 64 (four runs). Less the shared relation cache's 5Mi store
+(counted apart, by pgpool_memory_mib), a straight line through them: 6-13Mi shared by all, 2.2-2.3Mi per child;
+rounded up."""
 QUANTITY_UNITS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
 def mebibytes(quantity: str) -> float:
     """A Kubernetes memory quantity (QUANTITY) in MiB; "512Mi" -> 512."""
     number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", quantity).groups()
-    return float(number) * (QUANTITY_UNITS[unit] if unit != "m" else 1e-3) / 2**20
+    return float(number) * (QUANTITY_UNITS[unit] if unit != "m" else 1e-3) / MIB
 
 
-def pgpool_memory_mib(children: int) -> float:
-    return MEMORY_BASE_MIB + MEMORY_PER_CHILD_MIB * children
+def pgpool_memory_mib(p: PgpoolSettings) -> float:
+    """What a Pgpool-II pod takes once every child has served clients: its processes, and the query cache's
+    store in shared memory (the shared relation cache's alone with the cache off) with, when the cache is on,
+    what each child keeps of cached results. The store is resident from the start."""
+    children = p.num_init_children
+    return MEMORY_BASE_MIB + MEMORY_PER_CHILD_MIB * children + p.query_cache.pod_memory_bytes(children) / MIB
+
+
+def memory_use(p: PgpoolSettings) -> str:
+    """pgpool_memory_mib and its terms, for a message."""
+    cache = p.query_cache
+    store = f"{cache.shared_memory_bytes / MIB:.0f}Mi"
+    parts = (f"the query cache: its store {store} and {CHILD_BYTES // MIB}Mi per child serving cached reads"
+             if cache.enabled else f"{store} of shared relation cache")
+    return (f"Pgpool-II with numInitChildren {p.num_init_children} uses up to about {pgpool_memory_mib(p):.0f}Mi once "
+            f"its children have served clients ({MEMORY_BASE_MIB}Mi + {MEMORY_PER_CHILD_MIB}Mi per child + {parts}, "
+            "measured)")
 
 
 def settings_warnings(s: StackSettings) -> list[str]:
@@ -839,9 +894,8 @@ def settings_warnings(s: StackSettings) -> list[str]:
         found.append(f"pgpoolImage {p.image}: Pgpool-II {p.release} gives up on a backend at the first failed DNS "
                      f"lookup of its Service name (as while CoreDNS restarts), failing its clients of that moment; "
                      f"{DNS_RETRY} retries for 5 seconds: use {DNS_RETRY} or later in production")
-    needed = pgpool_memory_mib(p.num_init_children)
+    needed = pgpool_memory_mib(p)
     if mebibytes(p.memory_request) < needed:
-        found.append(f"pgpoolMemoryRequest {p.memory_request}: Pgpool-II with numInitChildren {p.num_init_children} "
-                     f"uses about {needed:.0f}Mi once its children have served clients, more than it requests, so "
-                     "it is among the first pods evicted when its node runs short of memory")
+        found.append(f"pgpoolMemoryRequest {p.memory_request}: {memory_use(p)}, more than it requests, so it is "
+                     f"among the first pods evicted when its node runs short of memory: request at least {needed:.0f}Mi")
     return found

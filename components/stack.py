@@ -116,6 +116,7 @@ class PgpoolStack(pulumi.ComponentResource):
             postgres_metrics_service=settings.database.exporter_service,
             production=settings.production,
             network_policy=settings.pgpool.network_policy,
+            query_cache=settings.pgpool.query_cache.enabled,
         ), pulumi.ResourceOptions(parent=self, depends_on=[namespace])).url
 
     def _outputs(self, settings: StackSettings, namespace: k8s.core.v1.Namespace, pgpool: Pgpool) -> None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmark (not a test): what Pgpool-II on the program's generated files does for read
-throughput, and what it costs; prints three tables.
+throughput, and what it costs; prints four tables.
 
     make bench
     .venv/bin/python scripts/benchmark.py [--duration 6] [--rounds 3] [--backend-cpus 0.1] [--variant ...]
@@ -21,6 +21,10 @@ select-only workload runs with persistent connections and with a new connection 
    cpuacct group of its own, TLS on and off. It does not depend on how busy the machine is.
 3. Proxy-bound: no budgets; client, proxy and both servers share the machine's cores (Pgpool-II's
    node 1 is the standby itself), so every CPU cycle the proxy spends is a cycle PostgreSQL lacks.
+4. The query cache, under table 1's budgets: pgbench scripts of a few hot SELECTs, then with a tenth of
+   the transactions pgbench's tpcb-like, then tpcb-like alone (every transaction writes the tables it
+   reads), against the primary directly, Pgpool-II as generated, and Pgpool-II generated with
+   queryCache shmem; with the cache's hit ratio and Pgpool-II's CPU per 1,000 transactions.
 
 --pgpool picks the Pgpool-II the rows run (tests/dataplane/installs.py): 4.3, Debian 12's package, by default;
 4.6 or 4.7, the pgpool/pgpool image's root for 4.6.1 or 4.7.2. The program renders the files for that release.
@@ -73,6 +77,19 @@ STATS_FLUSH_S = 15
 GOAL_SCALING = 2.5
 GOAL_SHARE_POINTS = 3.0
 GOAL_NEW_CONNECTIONS = 1.0
+GOAL_QUERY_CACHE = 3.0
+"""Hot SELECTs through Pgpool-II with the query cache against Pgpool-II without it, backend-bound."""
+TABLES = ("scaling", "cost", "proxy", "cache")
+HOT_SELECTS = """\\set aid random(1, 1000)
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+\\set tid random(1, 10 * :scale)
+SELECT tbalance FROM pgbench_tellers WHERE tid = :tid;
+\\set bid random(1, :scale)
+SELECT bbalance FROM pgbench_branches WHERE bid = :bid;
+"""
+"""Three SELECTs on hot rows: 1,000 accounts, every teller, every branch."""
+QUERY_CACHE_STALE_S = "30"
+"""queryCacheMaxStaleSeconds of the benchmark's cached Pgpool-II."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,8 @@ class Target:
     """The proxy's CPU group (None for direct)."""
     variant: bool = False
     """A --variant row rather than the program's defaults."""
+    query_cache: bool = False
+    """Pgpool-II with its query cache on (its hit counters are read around each run)."""
 
     @property
     def tls(self) -> bool:
@@ -157,6 +176,9 @@ class Cell:
     """CPU time the whole machine spent busy (every process, neighbours included)."""
     selects: dict[str, int] = field(default_factory=dict)
     """SELECTs each PostgreSQL server answered (Pgpool-II behind the read-only front only)."""
+    cache: tuple[float, float] = (0.0, 0.0)
+    """Hits and SELECTs the query cache counted during the run (SHOW pool_cache; pgbench's simple protocol
+    counts each SELECT once, a hit or not)."""
 
     def cores(self, group: str) -> float:
         return self.cpu[group].usage_ns / 1e9 / self.seconds
@@ -189,15 +211,18 @@ class Bench:
         """Relation caches, pooled backend connections, page cache."""
         self.pgbench(target, ["-S"], clients, 2)
 
-    def run(self, target: Target, workload: str, clients: int, count_selects: bool = False) -> Cell:
+    def run(self, target: Target, workload: str, clients: int, count_selects: bool = False,
+            options: list[str] | None = None) -> Cell:
+        """pgbench `options` (WORKLOADS[workload] unless given) against `target`, measured."""
         groups = self.local.groups.groups
         if count_selects:
             self.settle()
             standbys_before, nodes_before = self.standby_selects(), self.node_selects(target)
+        cache_before = self.cache_counts(target)
         before = {name: group.sample() for name, group in groups.items()}
         usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy_before, started = machine_busy_jiffies(), time.monotonic()
-        result = self.pgbench(target, WORKLOADS[workload], clients, self.args.duration)
+        result = self.pgbench(target, options or WORKLOADS[workload], clients, self.args.duration)
         seconds = time.monotonic() - started
         busy = (machine_busy_jiffies() - busy_before) / os.sysconf("SC_CLK_TCK")
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -205,6 +230,7 @@ class Bench:
             result=result, seconds=seconds, cpu={name: group.sample() - before[name] for name, group in groups.items()},
             client_cpu_s=(usage.ru_utime + usage.ru_stime) - (usage_before.ru_utime + usage_before.ru_stime),
             machine_busy_s=busy,
+            cache=tuple(after - before for after, before in zip(self.cache_counts(target), cache_before)),
         )
         if count_selects:
             nodes = [after - before for after, before in zip(self.node_selects(target), nodes_before)]
@@ -212,6 +238,14 @@ class Bench:
             self.pending = (cell, standbys_before, nodes[1])
         print(f"  {workload:<10} | {target.label}: {result.tps:.0f} tps", file=sys.stderr)
         return cell
+
+    def cache_counts(self, target: Target) -> tuple[float, float]:
+        """(num_cache_hits, num_selects) of the query cache of a Pgpool-II that has it on; zeros for others."""
+        if not target.query_cache:
+            return 0.0, 0.0
+        with target.endpoint.connect(self.user, self.password, self.user, prepare_threshold=None) as conn:
+            hits, selects = conn.execute("SHOW pool_cache").fetchone()[:2]
+        return float(hits), float(selects)
 
     def node_selects(self, target: Target) -> list[int]:
         """select_cnt of each Pgpool-II node (SHOW pool_nodes), node 0 first."""
@@ -261,16 +295,16 @@ def main() -> None:
                         help="runs of every cell, interleaved; medians are shown (default 3)")
     parser.add_argument("--backend-cpus", type=float, default=0.1,
                         help="CPU budget of each PostgreSQL server in the backend-bound table (default 0.1)")
-    parser.add_argument("--tables", default="scaling,cost,proxy",
-                        help="which tables to measure: scaling, cost, proxy (default all three)")
+    parser.add_argument("--tables", default=",".join(TABLES),
+                        help=f"which tables to measure: {', '.join(TABLES)} (default all four)")
     parser.add_argument("--pgpool", choices=sorted(INSTALLS), default="4.3",
                         help="the Pgpool-II series the rows run (default 4.3, Debian 12's package)")
     parser.add_argument("--variant", type=parse_variant, action="append", default=[],
                         help="another Pgpool-II row, LABEL:KEY=VALUE[,KEY=VALUE...] (see above)")
     args = parser.parse_args()
     tables = set(args.tables.split(","))
-    if not tables <= {"scaling", "cost", "proxy"}:
-        parser.error(f"--tables {args.tables}: use scaling, cost and/or proxy")
+    if not tables <= set(TABLES):
+        parser.error(f"--tables {args.tables}: use {', '.join(TABLES)}")
     if not 0 < args.backend_cpus <= os.cpu_count():
         parser.error(f"--backend-cpus {args.backend_cpus}: use a number above 0 and at most {os.cpu_count()}")
 
@@ -288,6 +322,7 @@ def main() -> None:
         try:
             local.start_database(tls=True)
             scaling, bound = measure(local, plan)
+            cached = measure_query_cache(local, plan) if "cache" in tables else {}
         finally:
             local.close()
     print_header(plan)
@@ -297,7 +332,9 @@ def main() -> None:
         print_cost(bound)
     if "proxy" in tables:
         print_proxy_bound(bound, args)
-    print_goals(scaling, bound, plan)
+    if cached:
+        print_query_cache(cached, plan)
+    print_goals(scaling, bound, plan, cached)
     print(f"({time.monotonic() - started:.0f} s in all)")
 
 
@@ -329,12 +366,13 @@ class Plan:
         instances = [dev_stack(**config).settings.pgpool for config in overrides]
         per_table = sum(p.num_init_children * p.max_pool for p in instances)
         pgpools = per_table * (("scaling" in tables) + bool(tables & {"cost", "proxy"}))
-        pgpools += instances[0].num_init_children * instances[0].max_pool if "cost" in tables else 0
+        pgpools += instances[0].num_init_children * instances[0].max_pool * (("cost" in tables) + 2 * ("cache" in tables))
         self.max_connections = max(DatabaseSettings.max_connections,
                                    pgpools + 4 * args.clients + 20)
         common = {**image, "postgresMaxConnections": str(self.max_connections)}
         self.base = dev_stack(**common)
         self.clear = dev_stack(**common, ssl="false")
+        self.cache = dev_stack(**common, queryCache="shmem", queryCacheMaxStaleSeconds=QUERY_CACHE_STALE_S)
         self.pgpools = [PgpoolConfig("generated", self.base, {}, variant=False)] + [
             PgpoolConfig(variant.describe(), dev_stack(**common, **variant.config), variant.conf_edits)
             for variant in args.variant]
@@ -391,21 +429,48 @@ def measure(local: BenchStack, plan: Plan) -> tuple[Rows, Rows]:
     return scaling, bound
 
 
-def run_rounds(bench: Bench, targets: list[Target], clients: int, rounds: int, count_selects: bool = False) -> Rows:
+def measure_query_cache(local: BenchStack, plan: Plan) -> Rows:
+    """Table 4: hot SELECTs, with some writes, and write-heavy, under table 1's budgets, against the primary,
+    Pgpool-II as generated and Pgpool-II generated with the query cache (each behind the read-only front)."""
+    args, user = plan.args, plan.base.app_user
+    hot = local.workspace.write("bench/hot-selects.sql", HOT_SELECTS)
+    workloads = {
+        "hot SELECTs": ["-f", str(hot)],
+        "hot SELECTs + 1/10 tpcb-like": ["-f", f"{hot}@9", "-b", "tpcb-like@1"],
+        "tpcb-like": ["-b", "tpcb-like"],
+    }
+    targets = [Target(DIRECT, DIRECT, Endpoint(local.cluster.primary.endpoint.port, "require"))]
+    for name, stack, label in (("pgpool-uncached", plan.base, "generated"),
+                               ("pgpool-cached", plan.cache, f"queryCache shmem, {QUERY_CACHE_STALE_S} s")):
+        server = local.pgpool(name, stack=stack, replica_port=local.read_only.endpoint.port)
+        local.group(name).add_tree(server.pid)
+        targets.append(Target(f"{PGPOOL}, {label}", PGPOOL, server.endpoint, name,
+                              query_cache=stack.settings.pgpool.query_cache.enabled))
+    for server in SERVERS:
+        local.group(server).limit(args.backend_cpus)
+    try:
+        return run_rounds(Bench(local, args), targets, args.clients, args.rounds, workloads=workloads)
+    finally:
+        for server in SERVERS:
+            local.group(server).limit(None)
+
+
+def run_rounds(bench: Bench, targets: list[Target], clients: int, rounds: int, count_selects: bool = False,
+               workloads: dict[str, list[str]] = WORKLOADS) -> Rows:
     """Every target and workload `rounds` times, interleaved so that a busy spell of the machine
     hits every target alike, each round starting one target later. When SELECTs are counted,
     Pgpool-II runs first in every round instead: while the others run (they never reach a
     standby), the standbys publish the statistics its counts come from."""
     order = sorted(targets, key=lambda t: t.kind != PGPOOL)
-    rows: Rows = {workload: {target: [] for target in order} for workload in WORKLOADS}
+    rows: Rows = {workload: {target: [] for target in order} for workload in workloads}
     for target in order:
         bench.warm(target, clients)
     for round_ in range(rounds):
         shift = 0 if count_selects else round_ % len(order)
-        for workload in WORKLOADS:
+        for workload, options in workloads.items():
             for target in order[shift:] + order[:shift]:
                 counted = count_selects and target.kind == PGPOOL
-                rows[workload][target].append(bench.run(target, workload, clients, counted))
+                rows[workload][target].append(bench.run(target, workload, clients, counted, options))
     bench.settle()
     return rows
 
@@ -524,7 +589,45 @@ def print_proxy_bound(rows: Rows, args: argparse.Namespace) -> None:
     markdown(header, table)
 
 
-def print_goals(scaling: Rows, bound: Rows, plan: Plan) -> None:
+def hit_ratio(cells: list[Cell]) -> float:
+    """Hits over every SELECT the cache saw (pgbench's simple protocol: num_selects counts the misses)."""
+    hits, misses = (sum(c.cache[i] for c in cells) for i in (0, 1))
+    return hits / (hits + misses) if hits + misses else 0.0
+
+
+def print_query_cache(rows: Rows, plan: Plan) -> None:
+    args = plan.args
+    print()
+    print(f"4. Query cache, backend-bound: each PostgreSQL server capped at {args.backend_cpus:g} CPU, pgbench -c "
+          f"{args.clients}, scale {args.scale}; hot SELECTs: 1,000 accounts, {10 * args.scale} tellers, "
+          f"{args.scale} branches. Pgpool-II node 1 = HAProxy round robin over both standbys.")
+    header = ["workload", "target", "TPS", "latency ms", "vs direct", "vs Pgpool-II without the cache",
+              "cache hit ratio", "servers' CPU % of budget P/S1/S2", "proxy cores", "proxy ms per 1,000"]
+    table = []
+    for workload, targets in rows.items():
+        tps = {t: median(c.result.tps for c in cells) for t, cells in targets.items()}
+        direct = next(v for t, v in tps.items() if t.kind == DIRECT)
+        uncached = next(v for t, v in tps.items() if t.kind == PGPOOL and not t.query_cache)
+        for target, cells in targets.items():
+            used = " / ".join(f"{100 * median(c.cores(s) for c in cells) / args.backend_cpus:.0f}" for s in SERVERS)
+            proxy = target.group is not None
+            table.append([
+                workload, target.label, f"{tps[target]:.0f}", f"{median(c.result.latency_ms for c in cells):.2f}",
+                f"{tps[target] / direct:.2f}x", f"{tps[target] / uncached:.2f}x" if target.kind == PGPOOL else "-",
+                f"{hit_ratio(cells):.3f}" if target.query_cache else "-", used,
+                f"{median(c.cores(target.group) for c in cells):.2f}" if proxy else "-",
+                f"{median(c.ms_per_1000(c.cpu[target.group].usage_ns / 1e9) for c in cells):.1f}" if proxy else "-"])
+    markdown(header, table)
+
+
+def query_cache_gain(rows: Rows) -> float:
+    """Hot SELECTs: Pgpool-II with the query cache against Pgpool-II without it (TPS)."""
+    tps = {t.query_cache: median(c.result.tps for c in cells) for t, cells in rows["hot SELECTs"].items()
+           if t.kind == PGPOOL}
+    return tps[True] / tps[False]
+
+
+def print_goals(scaling: Rows, bound: Rows, plan: Plan, cached: Rows) -> None:
     stack = plan.base
     print()
     print("Goals (generated Pgpool-II):")
@@ -563,6 +666,10 @@ def print_goals(scaling: Rows, bound: Rows, plan: Plan) -> None:
         _, ratio = generated(bound, "-C")
         print(f"- proxy-bound, -C: {ratio:.2f}x direct (goal {GOAL_NEW_CONNECTIONS:g}x): "
               f"{verdict(ratio >= GOAL_NEW_CONNECTIONS)}")
+    if cached:
+        gain = query_cache_gain(cached)
+        print(f"- query cache, hot SELECTs, backend-bound: {gain:.2f}x Pgpool-II without it (goal "
+              f"{GOAL_QUERY_CACHE:g}x): {verdict(gain >= GOAL_QUERY_CACHE)}")
 
 
 if __name__ == "__main__":

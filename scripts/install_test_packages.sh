@@ -3,8 +3,9 @@
 # PostgreSQL 15 (server, pgbench, pg_basebackup), Pgpool-II, PgBouncer, Prometheus and
 # postgres_exporter (bookworm: 0.11.1, binary /usr/bin/prometheus-postgres-exporter), HAProxy (the
 # Service in front of two Pgpool-II pods in the shutdown test, and in front of the standbys in the
-# benchmark) and debootstrap (scripts/pgpool_image_root.sh makes the Debian 13 roots of the
-# pgpool/pgpool image's Pgpool-II 4.6 and 4.7 with it). For the local cluster's real node (scripts/cluster.py):
+# benchmark), debootstrap (scripts/pgpool_image_root.sh makes the Debian 13 roots of the
+# pgpool/pgpool image's Pgpool-II 4.6 and 4.7 with it) and memcached (the query cache's memcached mode,
+# on a Pgpool-II built with it). For the local cluster's real node (scripts/cluster.py):
 # iptables (kube-proxy and the CNI plugins), the CNI plugins, umoci (packs the images), busybox-static (the
 # shell of the images whose upstream base is busybox), and gcc, libc6-dev and libseccomp-dev (the static pause
 # binary, and runc built with seccomp).
@@ -13,7 +14,7 @@
 set -eu
 
 PACKAGES="postgresql-15 postgresql-client-15 pgpool2 pgbouncer prometheus prometheus-postgres-exporter haproxy debootstrap
-iptables containernetworking-plugins umoci busybox-static gcc libc6-dev libseccomp-dev"
+memcached iptables containernetworking-plugins umoci busybox-static gcc libc6-dev libseccomp-dev"
 
 missing=""
 for package in $PACKAGES; do

@@ -44,6 +44,8 @@ VARIANTS = [
     {"operator": "external", "externalPrimaryHost": "db-rw.example.internal",
      "externalReplicaHost": "db-ro.example.internal", "externalCredentialsSecret": "db-admin"},
     {"pgpoolServiceType": "LoadBalancer", "allowLoadBalancer": "true", "srCheckPeriod": "10", "srCheckUser": "monitor"},
+    {"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheUnsafeTables": '["orders"]'},
+    {"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "pgpoolMode": "env", "prometheusOperator": "true"},
 ]
 VARIANT_IDS = [",".join(f"{k}={v}" for k, v in variant.items()) or "dev" for variant in VARIANTS]
 

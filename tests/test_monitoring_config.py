@@ -41,6 +41,9 @@ PGPOOL2_EXPORTER_METRICS = {
     "pgpool2_backend_total", "pgpool2_backend_used", "pgpool2_backend_used_ratio",
     "pgpool2_backend_by_process_total", "pgpool2_backend_by_process_used", "pgpool2_backend_by_process_used_ratio",
     "pgpool2_pool_nodes_status", "pgpool2_pool_nodes_select_cnt", "pgpool2_pool_nodes_replication_delay",
+    *(f"pgpool2_pool_cache_{column}" for column in (
+        "num_cache_hits", "num_selects", "cache_hit_ratio", "num_hash_entries", "used_hash_entries",
+        "num_cache_entries", "used_cache_entries_size", "free_cache_entries_size", "fragment_cache_entries_size")),
 }
 POSTGRES_EXPORTER_METRICS = {
     "pg_up", "pg_stat_activity_count", "pg_stat_activity_max_tx_duration",
@@ -441,6 +444,81 @@ def test_alert_expressions_fire_on_the_right_series(promtool: str, tmp_path: Pat
     assert "SUCCESS" in output
 
 
+def cache_series(**values: str) -> list[dict[str, str]]:
+    return [series(f"pgpool2_pool_cache_{name}", PGPOOL_POD, text) for name, text in values.items()]
+
+
+QUERY_CACHE_FULL_EXPR = f"""
+    (
+        max_over_time(pgpool2_pool_cache_used_cache_entries_size{{{PGPOOL}}}[10m])
+          / (pgpool2_pool_cache_used_cache_entries_size{{{PGPOOL}}} + pgpool2_pool_cache_free_cache_entries_size{{{PGPOOL}}}
+             + pgpool2_pool_cache_fragment_cache_entries_size{{{PGPOOL}}}) > 0.9
+      or
+        max_over_time(pgpool2_pool_cache_used_hash_entries{{{PGPOOL}}}[10m]) / pgpool2_pool_cache_num_hash_entries{{{PGPOOL}}}
+          > 0.9
+    )
+    and rate(pgpool2_pool_cache_num_selects{{{PGPOOL}}}[10m]) > 0"""
+"""The store (blocks: used, free, freed but not reused) or the hash table over 90% in use at some point of
+the last 10 minutes, while Pgpool-II still counts SELECTs it did not serve from the cache."""
+CACHE_FULL_ALERT = alert(
+    {**PGPOOL_POD, "severity": "warning"}, "Query cache of Pgpool-II demo/pgpool-7d9c-x1 is full",
+    "{value} of the query cache's store or hash table is in use while new results keep coming: each new result "
+    "evicts a whole block of older ones, or is not cached once the hash table is full, so fewer reads are hits. "
+    "Raise queryCacheTotalSize (and the pod's memory) or queryCacheMaxEntries, or keep rarely repeated tables out "
+    "with queryCacheUnsafeTables.")
+CACHE_SCENARIOS = {
+    # 64 blocks full: evicting one frees 1/64, so the share stays high; SELECTs keep missing.
+    "store-full": (cache_series(used_cache_entries_size="66000000x20", free_cache_entries_size="1108864x20",
+                                fragment_cache_entries_size="0x20", used_hash_entries="1000x20",
+                                num_hash_entries="131072x20", num_selects="0+100x20"), "98.35%"),
+    # A two-block store swings by half at each eviction: its highest share still counts.
+    "small-store-evicting": (cache_series(used_cache_entries_size=" ".join(["2000000", "1400000"] * 11),
+                                          free_cache_entries_size=" ".join(["97152", "697152"] * 11),
+                                          fragment_cache_entries_size="0x20", used_hash_entries="200x20",
+                                          num_hash_entries="131072x20", num_selects="0+100x20"), "95.37%"),
+    "hash-table-full": (cache_series(used_cache_entries_size="1000000x20", free_cache_entries_size="66108864x20",
+                                     fragment_cache_entries_size="0x20", used_hash_entries="131072x20",
+                                     num_hash_entries="131072x20", num_selects="0+100x20"), "100%"),
+    # Full but no result missed since: nothing is evicted.
+    "full-and-idle": (cache_series(used_cache_entries_size="66000000x20", free_cache_entries_size="1108864x20",
+                                   fragment_cache_entries_size="0x20", used_hash_entries="1000x20",
+                                   num_hash_entries="131072x20", num_selects="500x20"), None),
+    "half-full": (cache_series(used_cache_entries_size="33554432x20", free_cache_entries_size="33554432x20",
+                               fragment_cache_entries_size="0x20", used_hash_entries="65536x20",
+                               num_hash_entries="131072x20", num_selects="0+100x20"), None),
+}
+
+
+def test_the_query_cache_alert_exists_only_with_the_cache_on(promtool: str) -> None:
+    def alerts(query_cache: bool) -> dict[str, dict]:
+        return {r["alert"]: r for g in alert_rule_groups(PrometheusSettings(), PGPOOL_SERVICE, NAMESPACE,
+                                                          POSTGRES_SERVICE, query_cache) for r in g["rules"]}
+
+    assert set(alerts(True)) - set(alerts(False)) == {"PgpoolQueryCacheFull"} and set(alerts(False)) == set(EXPECTED_RULES)
+    rule = alerts(True)["PgpoolQueryCacheFull"]
+    assert (rule["for"], rule["labels"]["severity"]) == ("10m", "warning")
+    assert promql(promtool, rule["expr"]) == promql(promtool, QUERY_CACHE_FULL_EXPR)
+    assert expressions_metrics(rule["expr"]) <= KNOWN_METRICS
+
+
+@pytest.mark.parametrize("scenario", CACHE_SCENARIOS)
+def test_the_query_cache_alert_fires_when_the_cache_is_full_and_evicting(promtool: str, tmp_path: Path,
+                                                                          scenario: str) -> None:
+    input_series, share = CACHE_SCENARIOS[scenario]
+    (tmp_path / "rules.yml").write_text(render_alert_rules(PrometheusSettings(), PGPOOL_SERVICE, NAMESPACE,
+                                                           POSTGRES_SERVICE, query_cache=True))
+    expected = [] if share is None else [{**CACHE_FULL_ALERT, "exp_annotations": {
+        **CACHE_FULL_ALERT["exp_annotations"],
+        "description": CACHE_FULL_ALERT["exp_annotations"]["description"].replace("{value}", share)}}]
+    unit_test = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": input_series,
+        "alert_rule_test": [{"eval_time": "5m", "alertname": "PgpoolQueryCacheFull", "exp_alerts": []},
+                            {"eval_time": "16m", "alertname": "PgpoolQueryCacheFull", "exp_alerts": expected}]}]}
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(unit_test, sort_keys=False))
+
+    assert "SUCCESS" in run_promtool(promtool, "test", "rules", "test.yml", cwd=tmp_path)
+
+
 # --- Grafana dashboard --------------------------------------------------------------
 
 
@@ -558,6 +636,39 @@ def test_dashboard_panels_are_the_hand_written_ones(promtool: str) -> None:
     for title, panels in EXPECTED_PANELS.items():
         for (name, _, exprs), (_, _, rendered) in zip(panels, rows[title]):
             assert [grafana(e) for e in rendered] == [grafana(e) for e in exprs], name
+
+
+CACHE_HITS = f"rate(pgpool2_pool_cache_num_cache_hits{{{PGPOOL}}}[$__rate_interval])"
+CACHE_PANELS = [
+    ("Query cache hit ratio (hits / (hits + SELECTs not served from it))", "percentunit",
+     [f"{CACHE_HITS} / ({CACHE_HITS} + rate(pgpool2_pool_cache_num_selects{{{PGPOOL}}}[$__rate_interval]))"]),
+    ("Query cache fullness: store and hash table in use", "percentunit",
+     [f"pgpool2_pool_cache_used_cache_entries_size{{{PGPOOL}}} / (pgpool2_pool_cache_used_cache_entries_size"
+      f"{{{PGPOOL}}} + pgpool2_pool_cache_free_cache_entries_size{{{PGPOOL}}} + "
+      f"pgpool2_pool_cache_fragment_cache_entries_size{{{PGPOOL}}})",
+      f"pgpool2_pool_cache_used_hash_entries{{{PGPOOL}}} / pgpool2_pool_cache_num_hash_entries{{{PGPOOL}}}"]),
+    ("Query cache hits per second", "ops", [CACHE_HITS]),
+]
+
+
+def test_the_query_cache_has_a_dashboard_row_only_with_the_cache_on(promtool: str) -> None:
+    rows: dict[str, list[tuple[str, str, list[str]]]] = {}
+    for panel in json.loads(render_grafana_dashboard(PGPOOL_SERVICE, NAMESPACE, query_cache=True))["panels"]:
+        if panel["type"] == "row":
+            row = rows.setdefault(panel["title"], [])
+            continue
+        row.append((panel["title"], panel["fieldConfig"]["defaults"]["unit"], [t["expr"] for t in panel["targets"]]))
+    assert list(rows) == ["Pgpool-II", "Pgpool-II query cache", "PostgreSQL"]
+
+    def grafana(expr: str) -> str:
+        return promql(promtool, expr.replace("$__rate_interval", "1m"))
+
+    assert [(title, unit) for title, unit, _ in rows["Pgpool-II query cache"]] == \
+        [(title, unit) for title, unit, _ in CACHE_PANELS]
+    for (name, _, exprs), (_, _, rendered) in zip(CACHE_PANELS, rows["Pgpool-II query cache"]):
+        assert [grafana(e) for e in rendered] == [grafana(e) for e in exprs], name
+    off = json.loads(render_grafana_dashboard(PGPOOL_SERVICE, NAMESPACE))
+    assert "pgpool2_pool_cache" not in json.dumps(off)
 
 
 def test_dashboard_expressions_are_valid_promql(promtool: str, tmp_path: Path) -> None:

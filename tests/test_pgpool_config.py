@@ -39,6 +39,7 @@ from components.pgpool_config import (
     render_pool_key,
     render_pool_passwd,
 )
+from components.query_cache import MIB, QueryCache
 from components.settings import ENTRYPOINT_MANGLES, MAX_POOL_KEY_BYTES, PgpoolSettings, load_settings
 from components.stack_secrets import Credential
 from tests.golden import GOLDEN_DIR, assert_matches_golden
@@ -81,7 +82,7 @@ own words; run by bash (the image's bash is 5.2, as here) from / (the image sets
 
 NOT_IN_POOL_STATUS_43 = {"logging_collector", "sr_check_password"}
 """pcp_pool_status of 4.3 hides them (the files for 4.3 hold no parameter it does not know)."""
-NORMALISED_BY_PGPOOL = {"backend_clustering_mode", "disable_load_balance_on_write",
+NORMALISED_BY_PGPOOL = {"backend_clustering_mode", "disable_load_balance_on_write", "memqcache_method",
                         "backend_weight0", "backend_weight1", "backend_flag0", "backend_flag1"}
 """pcp_pool_status shows these as enum numbers, normalised weights or reordered flags."""
 
@@ -579,6 +580,25 @@ def test_pgpool_reads_every_parameter_back_as_written(pgpool: LocalPgpool) -> No
     assert_pgpool_read(Path(pgpool.paths.pgpool_conf).read_text(), status)
     assert status["sr_check_user"] == ODD_SR_CHECK_USER
     assert pgpool.config_complaints() == []
+
+
+def test_pgpool_reads_the_query_cache_parameters_back_as_written(tls_pair: tuple[str, str]) -> None:
+    cache = QueryCache(mode="shmem", max_stale_seconds=30, total_bytes=8 * MIB, max_entries=1000,
+                       max_result_bytes=100 * 1024, safe_tables=("reports.v_daily",), unsafe_tables=("orders", "stock"))
+    settings, backends = local_settings(query_cache=cache)
+    with workspace() as space:
+        paths = local_pgpool_paths(space)
+        files = rendered_files(settings, backends, paths, tls_pair)
+        with running_pgpool(space, settings, paths, files) as local:
+            status = local.pool_status()
+            # 4.3's pcp_pool_status does not show memqcache_oiddir
+            conf = "".join(line for line in files[paths.pgpool_conf].splitlines(keepends=True)
+                           if not line.startswith("memqcache_oiddir = "))
+            assert_pgpool_read(conf, status)
+            assert local.config_complaints() == []
+    assert f"memqcache_oiddir = '{paths.query_cache_dir}'" in files[paths.pgpool_conf]
+    assert status["memqcache_method"] == "1"  # SHMEM_CACHE (src/include/pool_config.h)
+    assert status["cache_unsafe_memqcache_table_list"] == r"([a-z0-9_$]+\.)?orders,([a-z0-9_$]+\.)?stock"
 
 
 def test_every_user_logs_in_with_its_password_and_no_other(pgpool: LocalPgpool) -> None:

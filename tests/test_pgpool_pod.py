@@ -21,6 +21,8 @@ from components.pgpool_config import PgpoolPaths
 from components.pgpool_image import PGPOOL_IMAGE
 from components.pgpool_config import PCP_SECRET, PgpoolArgs, pgpool_files
 from components.pgpool_pod import (
+    QUERY_CACHE_VOLUME,
+    QUERY_CACHE_VOLUME_SIZE,
     SECRET_MOUNT,
     TLS_MOUNT,
     CredentialRef,
@@ -30,6 +32,7 @@ from components.pgpool_pod import (
     pod_plan,
     pod_template,
 )
+from components.query_cache import QueryCache, query_cache_params
 from components.settings import load_settings
 from components.stack_secrets import Credential, PgpoolSecrets
 
@@ -161,6 +164,23 @@ def test_env_mode_keeps_the_entrypoint_and_starts_pgpool_with_d() -> None:
     assert set(PGPOOL_IMAGE.writes_at_start) <= written  # the root filesystem is read-only
     assert set(files.config) == {"pool_hba.conf"} and set(files.secret) == {"pcppass", "pgpass"}
     assert files.credentials[PCP_SECRET].name == "pcp"
+
+
+@pytest.mark.parametrize("mode", ["configmap", "env"])
+def test_the_query_cache_gets_a_volume_of_its_own_where_pgpool_conf_says(mode: str) -> None:
+    """With the cache on, memqcache_oiddir (which Pgpool-II writes as it caches) is a disk emptyDir of its own;
+    the cache is System V shared memory, so no /dev/shm volume: the memory limit covers it. Off, neither."""
+    cache = QueryCache(mode="shmem", max_stale_seconds=5)
+    args, files, plan = plan_for(mode=mode, query_cache=cache)
+    [volume] = [v for v in plan.volumes if v["name"] == QUERY_CACHE_VOLUME]
+    assert volume == {"name": QUERY_CACHE_VOLUME, "empty_dir": {"size_limit": QUERY_CACHE_VOLUME_SIZE}}
+    [mount] = [m for m in plan.mounts if m["name"] == QUERY_CACHE_VOLUME]
+    oiddir = dict(query_cache_params(cache, mount["mount_path"]))["memqcache_oiddir"]
+    rendered = files.config.get("pgpool.conf", "") + "".join(f"{name}={value}\n" for name, value in files.params)
+    assert (f"memqcache_oiddir = '{oiddir}'" in rendered) or (f"PGPOOL_PARAMS_MEMQCACHE_OIDDIR={oiddir}" in rendered)
+    assert not mount.get("read_only") and not any("/dev/shm" in m["mount_path"] for m in plan.mounts)
+    _, _, off = plan_for(mode=mode)
+    assert QUERY_CACHE_VOLUME not in {v["name"] for v in off.volumes} | {m["name"] for m in off.mounts}
 
 
 @pytest.mark.parametrize("mode", ["smart", "fast"])

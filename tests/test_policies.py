@@ -444,6 +444,28 @@ def default_max_pool(r):
     set_env(r, MAX_POOL=None)
 
 
+@case("pgpool-query-cache-bounded-staleness", "configmap",
+      "the query cache is on and memqcache_expire is not set, so Pgpool-II's default '0' applies",
+      'Deployment "pgpool" runs 2 pods, and each removes cached results only for writes through itself',
+      "a standby that has not yet replayed a write", "set memqcache_expire = '<seconds a read may be stale>'")
+def cache_without_expiry(r):
+    set_conf(r, memory_cache_enabled="on")
+
+
+@case("pgpool-query-cache-bounded-staleness", "env", 'PGPOOL_PARAMS_MEMQCACHE_AUTO_CACHE_INVALIDATION="off"',
+      "not even the pod a write runs through removes", 'set env PGPOOL_PARAMS_MEMQCACHE_AUTO_CACHE_INVALIDATION="on"')
+def cache_without_invalidation(r):
+    set_env(r, MEMORY_CACHE_ENABLED="on", MEMQCACHE_EXPIRE="10", MEMQCACHE_AUTO_CACHE_INVALIDATION="off")
+
+
+@case("pgpool-query-cache-shared-memory", "configmap", "memqcache_method = 'memcached'",
+      "without memcached (Dockerfile.pgpool configures --with-openssl only)",
+      "'memcached support is not enabled'", "a write through another pod leaves them in memcached",
+      "set memqcache_method = 'shmem' in pgpool.conf")
+def cache_in_memcached(r):
+    set_conf(r, memory_cache_enabled="on", memqcache_expire="10", memqcache_method="'memcached'")
+
+
 @case("pgpool-reserved-connections", "configmap", "reserved_connections is not set, so Pgpool-II's default '0'",
       "set reserved_connections = 1 in pgpool.conf")
 def no_reserved_connections(r):
@@ -690,6 +712,14 @@ def test_cluster_wide_grant_passes_when_prometheus_discovers_in_every_namespace(
     # A binding for another account, or a Prometheus whose config is not in the stack, is not judged.
     props_of(resources, "ConfigMap", "prometheus-config-5a1b")["data"]["prometheus.yml"] = PROMETHEUS_YML
     props_of(resources, "ClusterRoleBinding", "db-prometheus")["subjects"][0]["name"] = "kube-state-metrics"
+    assert evaluate(resources) == []
+
+
+def test_a_query_cache_in_shared_memory_with_an_expiry_passes() -> None:
+    resources = stack()
+    set_conf(resources, memory_cache_enabled="on", memqcache_expire="10")
+    assert evaluate(resources) == []
+    set_conf(resources, memory_cache_enabled="off", memqcache_method="'memcached'")  # nothing cached: not judged
     assert evaluate(resources) == []
 
 

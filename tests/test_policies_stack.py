@@ -22,6 +22,8 @@ VARIANTS = {
     "production-env-mode": {**production_config(), "deletionPolicy": "Halt", "pgpoolMode": "env"},
     "production-backend-tls": {**production_config(), "postgresTlsIssuer": "pg-ca"},
     "every-namespace": {"prometheusDiscoveryNamespaces": '["*"]'},
+    "query-cache": {"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5"},
+    "query-cache-env-mode": {"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "pgpoolMode": "env"},
 }
 
 

@@ -36,8 +36,15 @@ BAD_INPUTS = [
      "pgpool-k8s:pgpoolProcessManagementMode = 'dynamic': Pgpool-II 4.3.15 has only static children"),
     ({"production": "true"}, "pgpool-k8s:exporterImage = 'pgpool/pgpool2_exporter:1.2.2': a production stack pins "
      "every image by digest"),
-    ({"pgpoolMemoryLimit": "1Gi", "numInitChildren": "300", "postgresMaxConnections": "2000"},
-     "pgpool-k8s:pgpoolMemoryLimit = '1Gi': Pgpool-II with numInitChildren 300 uses up to about 1060Mi"),
+    ({"pgpoolMemoryLimit": "1Gi", "numInitChildren": "400", "postgresMaxConnections": "2000"},
+     "pgpool-k8s:pgpoolMemoryLimit = '1Gi': Pgpool-II with numInitChildren 400 uses up to about 1220Mi once its "
+     "children have served clients (15Mi + 3Mi per child + 5Mi of shared relation cache, measured), and a container "
+     "over its limit is OOM-killed: raise it to at least 1220Mi or lower numInitChildren"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheTotalSize": "1Gi"},
+     "pgpool-k8s:pgpoolMemoryLimit = '512Mi': Pgpool-II with numInitChildren 32 uses up to about 1239Mi once its "
+     "children have served clients (15Mi + 3Mi per child + the query cache: its store 1032Mi and 3Mi per child "
+     "serving cached reads, measured), and a container over its limit is OOM-killed: raise it to at least 1239Mi or "
+     "lower numInitChildren, queryCacheTotalSize or queryCacheMaxEntries"),
     ({"pgpoolMode": "yaml"}, "pgpool-k8s:pgpoolMode = 'yaml': use one of configmap, env"),
     ({"operator": "stolon"}, "pgpool-k8s:operator = 'stolon': use one of kubedb, zalando, crunchy, cloudnativepg, external"),
     ({"backendWeight0": "-1"}, "pgpool-k8s:backendWeight0 = '-1': use a number between 0 and 100000"),
@@ -137,6 +144,31 @@ BAD_INPUTS = [
     ({"postgresTlsIssuerKind": "CertificateAuthority"}, "use one of Issuer, ClusterIssuer"),
     ({"networkPolicy": "false", "prometheusClientPodLabels": '["app=grafana"]'},
      "pgpool-k8s:prometheusClientPodLabels = ['app=grafana']: only used by the NetworkPolicy"),
+    # The query cache (components/query_cache.py).
+    ({"queryCache": "on"}, "pgpool-k8s:queryCache = 'on': use one of off, shmem, memcached"),
+    ({"queryCache": "memcached"}, "pgpool-k8s:queryCache = 'memcached': the pgpool/pgpool image builds Pgpool-II "
+     "without memcached (Dockerfile.pgpool configures --with-openssl only), and then every query fails"),
+    ({"queryCache": "shmem"}, "pgpool-k8s:queryCacheMaxStaleSeconds = 0: the query cache removes a result only when "
+     "its table is written through the same pod: with pgpoolReplicas 2, a read through one pod returns what it "
+     "cached before a write through another"),
+    ({"queryCache": "shmem", "pgpoolReplicas": "1"}, "pgpool-k8s:queryCacheMaxStaleSeconds = 0: the query cache "
+     "removes a result only when its table is written through the same pod: and a read balanced to a standby"),
+    ({"queryCacheMaxStaleSeconds": "-5"}, "pgpool-k8s:queryCacheMaxStaleSeconds = '-5': use a number between 0"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheTotalSize": "1500Ki"},
+     "pgpool-k8s:queryCacheTotalSize = '1500Ki': use a size between 1Mi and 64Gi and a multiple of 1Mi"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheTotalSize": "64MB"},
+     "pgpool-k8s:queryCacheTotalSize = '64MB': use a size such as 64Mi (Ki, Mi or Gi, or bytes)"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheMaxResultSize": "2Mi"},
+     "pgpool-k8s:queryCacheMaxResultSize = '2Mi': use a size between 1 and 1Mi"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheMaxEntries": "0"},
+     "pgpool-k8s:queryCacheMaxEntries = '0': use a number between 1 and 16777216"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheUnsafeTables": '["public.orders"]'},
+     "pgpool-k8s:queryCacheUnsafeTables = 'public.orders': name a table, in lower case, without schema"),
+    ({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheSafeTables": '["Daily Report"]'},
+     "pgpool-k8s:queryCacheSafeTables = 'Daily Report': name a table, optionally schema.table, in lower case"),
+    ({"queryCacheTotalSize": "32Mi"}, "pgpool-k8s:queryCacheTotalSize = '32Mi': only used with queryCache shmem"),
+    ({"queryCacheUnsafeTables": '["orders"]'}, "pgpool-k8s:queryCacheUnsafeTables = ['orders']: only used with "
+     "queryCache shmem"),
 ]
 
 
@@ -184,8 +216,13 @@ def test_warnings_for_what_works_at_a_cost():
                                              + VERIFIED_DIGEST}, "prod"))
     assert len(early) == 1 and "Pgpool-II 4.6.1 gives up on a backend at the first failed DNS lookup" in early[0]
     assert settings_warnings(load_settings({"pgpoolImage": "pgpool/pgpool:4.6.1"}, "dev")) == []  # not production
-    [small] = settings_warnings(load_settings({"pgpoolMemoryRequest": "128Mi"}, "dev"))
-    assert small.startswith("pgpoolMemoryRequest 128Mi: Pgpool-II with numInitChildren 32 uses about 256Mi")
+    [small] = settings_warnings(load_settings({"pgpoolMemoryRequest": "100Mi"}, "dev"))
+    assert small.startswith("pgpoolMemoryRequest 100Mi: Pgpool-II with numInitChildren 32 uses up to about 116Mi")
+    [cached] = settings_warnings(load_settings({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5"}, "dev"))
+    assert cached == ("pgpoolMemoryRequest 256Mi: Pgpool-II with numInitChildren 32 uses up to about 279Mi once its "
+                      "children have served clients (15Mi + 3Mi per child + the query cache: its store 72Mi and 3Mi "
+                      "per child serving cached reads, measured), more than it requests, so it is among the first "
+                      "pods evicted when its node runs short of memory: request at least 279Mi")
 
 
 @pytest.mark.parametrize("quantity, mib", [("512Mi", 512), ("1Gi", 1024), ("536870912", 512), ("1G", 953.67)])
@@ -369,3 +406,12 @@ def test_dataclass_defaults_are_the_declared_ones():
     with pytest.raises(TypeError, match="backend_weight1"):
         PgpoolSettings()
     assert load_settings({}, "dev").pgpool == PgpoolSettings(backend_weight1=2)
+
+
+def test_query_cache_sizes_read_as_kubernetes_binary_quantities_or_bytes():
+    cache = load_settings({"queryCache": "shmem", "queryCacheMaxStaleSeconds": "5", "queryCacheTotalSize": "1Gi",
+                           "queryCacheMaxResultSize": "524288", "queryCacheMaxEntries": "5000",
+                           "queryCacheUnsafeTables": '["orders"]', "pgpoolMemoryLimit": "2Gi"}, "dev").pgpool.query_cache
+    assert (cache.total_bytes, cache.max_result_bytes, cache.max_entries) == (1024 ** 3, 512 * 1024, 5000)
+    assert cache.enabled and cache.unsafe_tables == ("orders",)
+    assert not load_settings({}, "dev").pgpool.query_cache.enabled

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import minimal_config, monitoring, production, release, security, sizing
+from . import minimal_config, monitoring, production, query_cache, release, security, sizing
 
 PACK_NAME = "pgpool-k8s-policies"
 
-POLICIES: list[Policy] = [*minimal_config.POLICIES, *sizing.POLICIES, *security.POLICIES, *release.POLICIES,
-                          *production.POLICIES, *monitoring.POLICIES]
+POLICIES: list[Policy] = [*minimal_config.POLICIES, *sizing.POLICIES, *query_cache.POLICIES, *security.POLICIES,
+                          *release.POLICIES, *production.POLICIES, *monitoring.POLICIES]

@@ -39,6 +39,10 @@ PGPOOL_DEFAULTS = {
     "reserved_connections": "0",
     "num_init_children": "32",
     "max_pool": "4",
+    "memory_cache_enabled": "off",
+    "memqcache_method": "shmem",
+    "memqcache_expire": "0",
+    "memqcache_auto_cache_invalidation": "on",
 }
 PER_NODE_DEFAULTS = {"backend_flag": "ALLOW_TO_FAILOVER", "backend_weight": "1"}
 

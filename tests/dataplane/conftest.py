@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REQUIRED_TOOLS = ("/usr/lib/postgresql/15/bin/postgres", "/usr/lib/postgresql/15/bin/pg_basebackup",
                   "/usr/sbin/pgpool", "/usr/sbin/pcp_node_info", "/usr/sbin/pcp_node_count", "/usr/bin/pgbench",
                   "/usr/bin/psql", "/usr/bin/prometheus", str(POSTGRES_EXPORTER), "/usr/sbin/haproxy",
-                  "/usr/sbin/debootstrap")
+                  "/usr/sbin/debootstrap", "/usr/bin/memcached")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,8 +50,9 @@ def stack(install: PgpoolInstall) -> DevStack:
 
 @pytest.fixture(scope="package")
 def local(stack: DevStack, install: PgpoolInstall) -> Iterator[LocalDevStack]:
-    """The dev stack's database (primary + hot standby) on this machine, and Pgpool-II pods of `install`."""
-    with running_database(stack, install) as local:
+    """The dev stack's database (primary + hot standby) on this machine, and Pgpool-II pods of `install`.
+    pg_stat_statements counts what each server really executed (the query cache tests)."""
+    with running_database(stack, install, libraries=("pg_stat_statements",)) as local:
         yield local
 
 

@@ -230,15 +230,16 @@ class Service:
         return RuntimeError(f"{self.name}: {message}\n--- {self.log} (tail) ---\n{self.log_tail()}")
 
     def wait_ready(self, what: str, check: Callable[[], object], timeout: float = 30.0) -> None:
-        def alive_and_ready():
-            if not self.running:
-                raise self.fail("exited during start-up")
-            return check()
+        """Until `check` passes; a process that exits fails at once (wait_until would retry its error)."""
+        def exited_or_ready():
+            return not self.running or check()
 
         try:
-            wait_until(f"{self.name} {what}", alive_and_ready, timeout)
+            wait_until(f"{self.name} {what}", exited_or_ready, timeout)
         except TimeoutError as error:
             raise self.fail(str(error)) from None
+        if not self.running:
+            raise self.fail("exited during start-up")
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------
@@ -305,11 +306,12 @@ class PostgresCluster:
         self.replication_password = f"repl-{os.urandom(8).hex()}"
 
     def create(self, settings_conf: str, init_sql: str, tls: tuple[str, str] | None = None,
-               auth_method: str = "scram-sha-256", tls_only: bool = False) -> None:
+               auth_method: str = "scram-sha-256", tls_only: bool = False, libraries: tuple[str, ...] = ()) -> None:
         """initdb, start the primary with `settings_conf` appended to postgresql.conf, run `init_sql`
         as the superuser, then clone and start the standby. `tls` (certificate, key) turns ssl on, and
         `tls_only` makes pg_hba.conf accept TCP clients only over TLS (hostssl), as KubeDB's does when
-        its Postgres has spec.tls; `auth_method` is pg_hba.conf's method, as KubeDB's clientAuthMode sets it."""
+        its Postgres has spec.tls; `auth_method` is pg_hba.conf's method, as KubeDB's clientAuthMode sets it;
+        `libraries` are preloaded on both servers (pg_stat_statements: what each server really executed)."""
         pwfile = self.workspace.write("initdb.pw", self.primary.password + "\n")
         try:
             self.workspace.run([
@@ -328,6 +330,7 @@ class PostgresCluster:
                 "logging_collector = off\n"
                 "log_line_prefix = '%m [%p] %u@%d '\n"
                 + ("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n" if tls else "")
+                + (f"shared_preload_libraries = '{','.join(libraries)}'\n" if libraries else "")
                 + "# the program's settings (KubeDB user.conf)\n"
                 + settings_conf
             )
@@ -505,6 +508,19 @@ class HAProxy(Service):
         self.admin(f"set server {self.proxy}/{slot} state maint")
 
 
+class Memcached(Service):
+    """Debian's memcached on a free port of 127.0.0.1, TCP only."""
+
+    def __init__(self, workspace: Workspace, name: str = "memcached", megabytes: int = 16):
+        self.endpoint = Endpoint(free_ports(1)[0])
+        super().__init__(workspace, name, ["/usr/bin/memcached", "-l", LOCALHOST, "-p", str(self.endpoint.port),
+                                           "-U", "0", "-m", str(megabytes)])
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready("listening", lambda: accepts_connections(self.endpoint))
+
+
 class MetricsExporter(Service):
     """A Prometheus exporter `binary` serving /metrics on a free port of 127.0.0.1, or at `address`:`port`."""
 
@@ -609,8 +625,11 @@ class Prometheus(Service):
 
     def __init__(self, workspace: Workspace, config: str, address: str = LOCALHOST, port: int | None = None):
         self.address, self.port = address, port or free_ports(1)[0]
-        config_path = workspace.write("prometheus/prometheus.yml", config)
-        data = workspace.directory("prometheus", "data")
+        # Its own directory: a time series database left by an earlier Prometheus would answer its first queries.
+        home = workspace.root / "prometheus" / str(self.port)
+        shutil.rmtree(home, ignore_errors=True)
+        config_path = workspace.write(home / "prometheus.yml", config)
+        data = workspace.directory("prometheus", str(self.port), "data")
         super().__init__(workspace, "prometheus", [
             "/usr/bin/prometheus", f"--config.file={config_path}", f"--storage.tsdb.path={data}",
             f"--web.listen-address={address}:{self.port}",

@@ -20,25 +20,27 @@ KEEP_ENV = "DATAPLANE_KEEP"
 
 def local_pgpool_paths(workspace: Workspace, *under: str) -> PgpoolPaths:
     """Pgpool-II's files in directory `under` of the workspace (its root by default), one
-    subdirectory each for config, secrets, sockets and logs."""
+    subdirectory each for config, secrets, sockets, logs and the query cache's oid maps."""
     base = workspace.directory(*under)
-    for part in ("config", "secrets", "run", "log"):
+    for part in ("config", "secrets", "run", "log", "query-cache"):
         workspace.directory(*under, part)
     return PgpoolPaths(config_dir=str(base / "config"), secrets_dir=str(base / "secrets"),
                        socket_dir=str(base / "run"), pid_file=str(base / "run" / "pgpool.pid"),
-                       work_dir=str(base / "log"))
+                       work_dir=str(base / "log"), query_cache_dir=str(base / "query-cache"))
 
 
 class StackPgpool(PgpoolServer):
     """Pgpool-II started by the Deployment's command on the local copy of the program's files, in a
     LocalPod whose init step has run, as the pod's uid."""
 
-    def __init__(self, local: "LocalDevStack", stack: DevStack, name: str, pod: LocalPod, ports: LocalPorts):
+    def __init__(self, local: "LocalDevStack", stack: DevStack, name: str, pod: LocalPod, ports: LocalPorts,
+                 prefix: tuple[str, ...] = ()):
         self.stack = stack
         self.pod = pod
         self.files = pod.files()
         """Where pgpool reads each generated file, by name."""
         argv, popen = pod.popen("pgpool", stack.pgpool_command, stack.probe_env)
+        argv = [*prefix, *argv]
         sslmode = "require" if stack.settings.pgpool.ssl else "disable"
         super().__init__(local.workspace, name, argv, Endpoint(ports.port, sslmode, ports.host), ports.pcp_port, popen)
         self.netns = pod.netns
@@ -88,13 +90,15 @@ class LocalDevStack:
         self._pods = 0
 
     def start_database(self, tls: bool = False, certificate: tuple[str, str] | None = None,
-                       tls_only: bool = False) -> None:
+                       tls_only: bool = False, libraries: tuple[str, ...] = ()) -> None:
         """Primary and standby; with `tls` they accept TLS with the stack's certificate (or `certificate`,
-        PEM certificate and key), with `tls_only` nothing else, as KubeDB's with spec.tls."""
+        PEM certificate and key), with `tls_only` nothing else, as KubeDB's with spec.tls; `libraries`
+        preloaded (a test's instruments, not the program's settings)."""
         if tls and certificate is None:
             certificate = (self.stack.secret_files["tls.crt"], self.stack.secret_files["tls.key"])
         method = self.stack.settings.pgpool.password_encryption  # KubeDB's clientAuthMode follows it
-        self.cluster.create(self.stack.user_conf, self.stack.init_sql, certificate if tls else None, method, tls_only)
+        self.cluster.create(self.stack.user_conf, self.stack.init_sql, certificate if tls else None, method, tls_only,
+                            libraries)
 
     def pod(self, stack: DevStack | None = None, replica_port: int | None = None,
             place: tuple[str, str] | None = None) -> tuple[LocalPod, LocalPorts]:
@@ -114,7 +118,7 @@ class LocalDevStack:
     def pgpool(self, name: str = "pgpool", edit: Callable[[dict[str, str]], None] | None = None,
                stack: DevStack | None = None, replica_port: int | None = None,
                extra_objects: dict[str, dict[str, str]] | None = None,
-               place: tuple[str, str] | None = None) -> StackPgpool:
+               place: tuple[str, str] | None = None, prefix: tuple[str, ...] = ()) -> StackPgpool:
         """Start a Pgpool-II pod on the local copy of the files the program generated (for `stack`, by
         default this one's; another must share its secrets, see dev_stack): its volumes, its init step,
         then pgpool by the Deployment's command.
@@ -124,6 +128,7 @@ class LocalDevStack:
         Service) on another port than the standby's: the benchmark's front to several standbys.
         `extra_objects` are the Secrets the pod mounts that others make (cert-manager's, for KubeDB), by name.
         `place` puts the pod at an address in a network namespace of its own (tests/dataplane/pod_network.py).
+        `prefix` goes before the container's command, as the container's runtime would: a memory limit.
         """
         stack = stack or self.stack
         pod, ports = self.pod(stack, replica_port, place)
@@ -134,7 +139,7 @@ class LocalDevStack:
         init = pod.run("prepare-secrets", stack.init_command)
         if init.returncode != 0:
             raise RuntimeError(f"{name}: the init step exited {init.returncode}: {init.stderr}")
-        server = StackPgpool(self, stack, name, pod, ports)
+        server = StackPgpool(self, stack, name, pod, ports, prefix)
         self.pgpools.append(server)
         server.start()
         return server
@@ -153,11 +158,12 @@ class LocalDevStack:
 
 
 @contextlib.contextmanager
-def running_database(stack: DevStack | None = None, install: PgpoolInstall | None = None) -> Iterator[LocalDevStack]:
+def running_database(stack: DevStack | None = None, install: PgpoolInstall | None = None,
+                     libraries: tuple[str, ...] = ()) -> Iterator[LocalDevStack]:
     """A LocalDevStack whose database is up for the block, and stopped (with its Pgpool-IIs) after."""
     local = LocalDevStack(stack, install)
     try:
-        local.start_database()
+        local.start_database(libraries=libraries)
         yield local
     finally:
         local.close()

@@ -35,7 +35,7 @@ LOCAL_PGPOOL_KEYS = (
     "unix_socket_directories", "socket_dir", "pcp_socket_dir", "wd_ipc_socket_dir", "pid_file_name", "logdir",
     "work_dir",
     "backend_hostname0", "backend_port0", "backend_hostname1", "backend_port1",  # the local servers
-    "pool_passwd", "ssl_key", "ssl_cert", "ssl_ca_cert",  # file locations
+    "pool_passwd", "ssl_key", "ssl_cert", "ssl_ca_cert", "memqcache_oiddir",  # file locations
 )
 """The only pgpool.conf parameters the local run rewrites."""
 ROLES = ("superuser", "monitor", "app")

@@ -22,8 +22,10 @@ from typing import Callable
 import psycopg
 import pytest
 
+from components.query_cache import QueryCache
+from tests.dataplane.query_cache import pool_cache
 from tests.e2e.harness import NAMESPACE, STACK, RealNodeStack, wait_for
-from tests.engine.harness import EngineProject, EngineRun
+from tests.engine.harness import PROJECT, EngineProject, EngineRun
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the real node needs root (namespaces, cgroups, iptables)")
 
@@ -121,10 +123,22 @@ def exporter_select_counts(stack: RealNodeStack) -> Counter:
     return counts
 
 
-def scans_per_server(stack: RealNodeStack) -> dict[str, int]:
-    """Sequential scans of e2e_reads on each PostgreSQL server, by its own statistics (a standby counts the
+def serving_pgpool_pods(stack: RealNodeStack) -> list[str]:
+    """The Pgpool-II pods not being deleted (a rollout's old pods stop after make up returns)."""
+    return [p["metadata"]["name"] for p in stack.pods("pgpool") if not p["metadata"].get("deletionTimestamp")]
+
+
+def exporter_cache_hits(stack: RealNodeStack) -> float:
+    """pgpool2_pool_cache_num_cache_hits summed over the serving Pgpool-II pods, read from each pod's exporter."""
+    return sum(float(line.rsplit(" ", 1)[1]) for pod in serving_pgpool_pods(stack)
+               for line in stack.exec(pod, "exporter", "wget", "-qO-", "http://127.0.0.1:9719/metrics").splitlines()
+               if line.startswith("pgpool2_pool_cache_num_cache_hits"))
+
+
+def scans_per_server(stack: RealNodeStack, table: str = "e2e_reads") -> dict[str, int]:
+    """Sequential scans of `table` on each PostgreSQL server, by its own statistics (a standby counts the
     queries it runs itself)."""
-    query = "SELECT coalesce(sum(seq_scan), 0) FROM pg_stat_user_tables WHERE relname = 'e2e_reads'"
+    query = f"SELECT coalesce(sum(seq_scan), 0) FROM pg_stat_user_tables WHERE relname = '{table}'"
     return {pod: int(stack.server_sql(pod, query)) for pod in ("pg-0", "pg-1", "pg-2")}
 
 
@@ -268,6 +282,89 @@ def test_a_setting_change_rolls_pgpool_under_new_connections_without_a_failed_tr
     rollout = timestamp(progressing["lastUpdateTime"]) - timestamp(sets[new]["metadata"]["creationTimestamp"])
     show(f"numInitChildren 32 -> 24 under pgbench --connect (4 clients, TLS, through Service pgpool): {processed} "
          f"transactions, {failed} failed; rollout {rollout:.0f}s (new ReplicaSet to complete), make up {up_seconds:.1f}s")
+
+
+CACHED_READS = 50
+CACHE_STALE_SECONDS = 60
+"""queryCacheMaxStaleSeconds here: longer than the test, so a row read after a write is fresh only if the write
+removed the cached one."""
+
+
+def cache_shared_memory(stack: RealNodeStack, pod: str) -> tuple[int, int]:
+    """(shared memory charged, memory limit) of the pgpool container's memory cgroup, as the kubelet set it."""
+    [memory] = [path for path in stack.container_cgroups(pod, "pgpool") if (path / "memory.stat").exists()]
+    stat = dict(line.split() for line in (memory / "memory.stat").read_text().splitlines())
+    return int(stat["shmem"]), int((memory / "memory.limit_in_bytes").read_text())
+
+
+def test_the_query_cache_serves_repeated_reads_from_the_pods_shared_memory(
+        project: EngineProject, stack: RealNodeStack, first_up: EngineRun, show):
+    """`queryCache shmem` on the real node: the pods roll with it, a repeated SELECT through the Service is
+    answered from the pod's cache (the servers scan the table once), a write through the session is read back at
+    once (its pod removed the cached row, which would have lived CACHE_STALE_SECONDS), each pod's store is charged
+    to its container's memory cgroup within the kubelet's limit, and the exporters report the hits. The cache is
+    turned off again after."""
+    user, password = stack.app_credentials()
+    old_sets = set(pgpool_replicasets(stack))
+    with stack.connect(user, password) as connection:
+        connection.execute("DROP TABLE IF EXISTS e2e_cached; CREATE TABLE e2e_cached (id integer, v integer); "
+                           "INSERT INTO e2e_cached VALUES (1, 0)")
+    project.set_config(STACK, "queryCache", "shmem")
+    project.set_config(STACK, "queryCacheMaxStaleSeconds", str(CACHE_STALE_SECONDS))
+    try:
+        run = project.engine("up", STACK)
+        assert run.returncode == 0, run.output
+        sets = pgpool_replicasets(stack)
+        [new] = set(sets) - old_sets
+        assert sets[new]["status"].get("readyReplicas") == 2
+
+        def replayed(value: int) -> None:  # by both standbys, asked directly (their own scans, not the test's)
+            for standby in ("pg-1", "pg-2"):
+                wait_for(lambda: stack.server_sql(standby, "SELECT v FROM e2e_cached") == str(value),
+                         f"v = {value} on {standby}", timeout=30, interval=0.2)
+
+        replayed(0)
+        scans, reported_before = scans_per_server(stack, "e2e_cached"), exporter_cache_hits(stack)
+
+        def reported_hits() -> float | None:
+            counted = exporter_cache_hits(stack) - reported_before
+            return counted if counted >= CACHED_READS - 1 else None
+
+        with stack.connect(user, password) as connection:
+            # Unnamed statements only: psycopg turns a query run five times into a named prepared statement,
+            # which Pgpool-II's cache treats apart (tests/dataplane/test_query_cache.py measures that case).
+            connection.prepare_threshold = None
+
+            def read() -> int:
+                return connection.execute("SELECT v FROM e2e_cached WHERE id = 1").fetchone()[0]
+
+            before = pool_cache(connection)["num_cache_hits"]
+            values = [read() for _ in range(CACHED_READS)]
+            hits = pool_cache(connection)["num_cache_hits"] - before
+            reported = wait_for(reported_hits, "the hits in the exporters' series", timeout=60)
+            # The servers' statistics reach their shared counters within seconds of the backend going idle.
+            wait_for(lambda: sum(scans_per_server(stack, "e2e_cached").values()) > sum(scans.values()),
+                     "the first read in the servers' statistics", timeout=60)
+            scanned = sum(scans_per_server(stack, "e2e_cached").values()) - sum(scans.values())
+            connection.execute("UPDATE e2e_cached SET v = 1 WHERE id = 1")
+            replayed(1)
+            after_write = read()
+        memory = {pod: cache_shared_memory(stack, pod) for pod in serving_pgpool_pods(stack)}
+        store = QueryCache(mode="shmem", max_stale_seconds=CACHE_STALE_SECONDS).shared_memory_bytes
+        assert values == [0] * CACHED_READS
+        assert hits >= CACHED_READS - 1 and scanned == 1, (hits, scanned)
+        assert after_write == 1, "the write left the pod's cached row"
+        assert all(store <= shmem < limit for shmem, limit in memory.values()), memory
+        show(f"queryCache shmem, queryCacheMaxStaleSeconds {CACHE_STALE_SECONDS}: {CACHED_READS} identical SELECTs "
+             f"in one session through Service pgpool, {hits:.0f} served from the pod's cache (the exporters: "
+             f"{reported:.0f}), {scanned} scan by the servers; after an UPDATE in the session the next read saw it; "
+             "shared memory charged to each pgpool container's memory cgroup: "
+             + ", ".join(f"{pod} {shmem / 2**20:.0f} MiB of its {limit / 2**20:.0f} MiB limit"
+                         for pod, (shmem, limit) in sorted(memory.items())))
+    finally:
+        for key in ("queryCache", "queryCacheMaxStaleSeconds"):
+            project.pulumi("config", "rm", "--stack", STACK, f"{PROJECT}:{key}")
+        assert project.engine("up", STACK).returncode == 0
 
 
 class LoginLoad:
