@@ -84,7 +84,22 @@ def restarts(pods: list[dict]) -> dict[str, int]:
             if s["restartCount"]}
 
 
+def unready_pods(stack: RealNodeStack) -> dict[str, str]:
+    """Pods not Running and Ready, each with the last lines its containers logged."""
+    return {p["metadata"]["name"]: stack.kubectl("logs", "--namespace", NAMESPACE, p["metadata"]["name"],
+                                                 "--all-containers", "--tail=5", check=False).stdout
+            for p in stack.pods() if p["status"]["phase"] != "Succeeded" and not ready(p)}
+
+
 def test_every_pod_runs_and_is_ready_through_the_kubelets_probes(stack: RealNodeStack, first_up: EngineRun, show):
+    # make up awaits what the stack creates; the database's pods are the operator's, and a standby becomes
+    # Ready once it has copied the primary.
+    began = time.monotonic()
+    try:
+        wait_for(lambda: not unready_pods(stack), "every pod Ready", timeout=120, interval=0.5)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {unready_pods(stack)}") from None
+    waited = time.monotonic() - began
     pods = stack.pods()
     running = [p for p in pods if p["status"]["phase"] == "Running"]
     jobs = stack.get("jobs")["items"]
@@ -101,7 +116,7 @@ def test_every_pod_runs_and_is_ready_through_the_kubelets_probes(stack: RealNode
     assert "startupProbe" in pgpool["spec"]["containers"][0] and "readinessProbe" in pgpool["spec"]["containers"][0]
     resolved = stack.exec("pg-1", "postgres", "getent", "hosts", f"pg.{NAMESPACE}.svc.cluster.local")
     assert resolved.split()[0] == stack.service_ip("pg"), resolved
-    show(f"{len(running)} pods Running and Ready, 0 restarts; Job {jobs[0]['metadata']['name']} Complete; "
+    show(f"{len(running)} pods Running and Ready {waited:.1f}s after make up, 0 restarts; Job {jobs[0]['metadata']['name']} Complete; "
          f"pg.{NAMESPACE}.svc.cluster.local resolves in a pod to {resolved.split()[0]}")
 
 
@@ -314,9 +329,16 @@ def test_the_query_cache_serves_repeated_reads_from_the_pods_shared_memory(
     try:
         run = project.engine("up", STACK)
         assert run.returncode == 0, run.output
-        sets = pgpool_replicasets(stack)
-        [new] = set(sets) - old_sets
-        assert sets[new]["status"].get("readyReplicas") == 2
+        [new] = set(pgpool_replicasets(stack)) - old_sets
+        returned = time.monotonic()
+
+        def rolled(sets: dict[str, dict]) -> bool:
+            return sets[new]["status"].get("readyReplicas") == 2 and not any(
+                sets[name]["spec"]["replicas"] for name in old_sets if name in sets)
+
+        wait_for(lambda: rolled(pgpool_replicasets(stack)), f"ReplicaSet {new} alone, with 2 ready pods",
+                 timeout=120, interval=0.5)
+        rollout_after_up = time.monotonic() - returned
 
         def replayed(value: int) -> None:  # by both standbys, asked directly (their own scans, not the test's)
             for standby in ("pg-1", "pg-2"):
@@ -355,7 +377,8 @@ def test_the_query_cache_serves_repeated_reads_from_the_pods_shared_memory(
         assert hits >= CACHED_READS - 1 and scanned == 1, (hits, scanned)
         assert after_write == 1, "the write left the pod's cached row"
         assert all(store <= shmem < limit for shmem, limit in memory.values()), memory
-        show(f"queryCache shmem, queryCacheMaxStaleSeconds {CACHE_STALE_SECONDS}: {CACHED_READS} identical SELECTs "
+        show(f"queryCache shmem, queryCacheMaxStaleSeconds {CACHE_STALE_SECONDS} (the new pods Ready "
+             f"{rollout_after_up:.1f}s after make up returned): {CACHED_READS} identical SELECTs "
              f"in one session through Service pgpool, {hits:.0f} served from the pod's cache (the exporters: "
              f"{reported:.0f}), {scanned} scan by the servers; after an UPDATE in the session the next read saw it; "
              "shared memory charged to each pgpool container's memory cgroup: "
