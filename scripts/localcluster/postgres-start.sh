@@ -57,8 +57,8 @@ initialise_primary() {
 initialise_standby() {
     # A connection that gets no answer (the primary's Service not yet routed) retries after 5 s, not the
     # kernel's two minutes.
-    until PGCONNECT_TIMEOUT=5 PGPASSFILE="$pgpass" pg_basebackup --host="$PRIMARY_HOST" --username="$superuser" --pgdata="$data" \
-            --wal-method=stream --checkpoint=fast --no-password; do
+    until PGCONNECT_TIMEOUT=5 PGPASSFILE="$pgpass" pg_basebackup --host="$PRIMARY_HOST" --username="$superuser" \
+            --pgdata="$data" --wal-method=stream --checkpoint=fast --no-password; do
         echo "waiting for the primary $PRIMARY_HOST"
         rm -rf "$data"
         sleep 2

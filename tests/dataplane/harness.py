@@ -626,10 +626,10 @@ class Prometheus(Service):
     def __init__(self, workspace: Workspace, config: str, address: str = LOCALHOST, port: int | None = None):
         self.address, self.port = address, port or free_ports(1)[0]
         # Its own directory: a time series database left by an earlier Prometheus would answer its first queries.
-        home = workspace.root / "prometheus" / str(self.port)
-        shutil.rmtree(home, ignore_errors=True)
+        home = Path("prometheus", str(self.port))
+        shutil.rmtree(workspace.root / home, ignore_errors=True)
         config_path = workspace.write(home / "prometheus.yml", config)
-        data = workspace.directory("prometheus", str(self.port), "data")
+        data = workspace.directory(*home.parts, "data")
         super().__init__(workspace, "prometheus", [
             "/usr/bin/prometheus", f"--config.file={config_path}", f"--storage.tsdb.path={data}",
             f"--web.listen-address={address}:{self.port}",

@@ -116,8 +116,8 @@ def test_every_pod_runs_and_is_ready_through_the_kubelets_probes(stack: RealNode
     assert "startupProbe" in pgpool["spec"]["containers"][0] and "readinessProbe" in pgpool["spec"]["containers"][0]
     resolved = stack.exec("pg-1", "postgres", "getent", "hosts", f"pg.{NAMESPACE}.svc.cluster.local")
     assert resolved.split()[0] == stack.service_ip("pg"), resolved
-    show(f"{len(running)} pods Running and Ready {waited:.1f}s after make up, 0 restarts; Job {jobs[0]['metadata']['name']} Complete; "
-         f"pg.{NAMESPACE}.svc.cluster.local resolves in a pod to {resolved.split()[0]}")
+    show(f"{len(running)} pods Running and Ready {waited:.1f}s after make up, 0 restarts; "
+         f"Job {jobs[0]['metadata']['name']} Complete; pg.{NAMESPACE}.svc.cluster.local resolves in a pod to {resolved.split()[0]}")
 
 
 def exporter_select_counts(stack: RealNodeStack) -> Counter:
@@ -267,6 +267,12 @@ def pgpool_replicasets(stack: RealNodeStack) -> dict[str, dict]:
             if rs["metadata"]["labels"].get("app.kubernetes.io/name") == "pgpool"}
 
 
+def rolled_out(sets: dict[str, dict], new: str, old: set[str]) -> bool:
+    """The new ReplicaSet has both pods ready and every old one is scaled to none."""
+    return sets[new]["status"].get("readyReplicas") == 2 and not any(
+        sets[name]["spec"]["replicas"] for name in old if name in sets)
+
+
 def timestamp(text: str) -> float:
     """An API server's time stamp (UTC, seconds) as time.time() counts."""
     return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
@@ -292,7 +298,7 @@ def test_a_setting_change_rolls_pgpool_under_new_connections_without_a_failed_tr
     assert after["metadata"]["uid"] == deployment["metadata"]["uid"]
     sets = pgpool_replicasets(stack)
     [new] = set(sets) - old_sets
-    assert sets[new]["status"].get("readyReplicas") == 2 and all(sets[n]["spec"]["replicas"] == 0 for n in old_sets)
+    assert rolled_out(sets, new, old_sets), sets
     progressing = next(c for c in after["status"]["conditions"] if c["type"] == "Progressing")
     rollout = timestamp(progressing["lastUpdateTime"]) - timestamp(sets[new]["metadata"]["creationTimestamp"])
     show(f"numInitChildren 32 -> 24 under pgbench --connect (4 clients, TLS, through Service pgpool): {processed} "
@@ -331,13 +337,8 @@ def test_the_query_cache_serves_repeated_reads_from_the_pods_shared_memory(
         assert run.returncode == 0, run.output
         [new] = set(pgpool_replicasets(stack)) - old_sets
         returned = time.monotonic()
-
-        def rolled(sets: dict[str, dict]) -> bool:
-            return sets[new]["status"].get("readyReplicas") == 2 and not any(
-                sets[name]["spec"]["replicas"] for name in old_sets if name in sets)
-
-        wait_for(lambda: rolled(pgpool_replicasets(stack)), f"ReplicaSet {new} alone, with 2 ready pods",
-                 timeout=120, interval=0.5)
+        wait_for(lambda: rolled_out(pgpool_replicasets(stack), new, old_sets),
+                 f"ReplicaSet {new} alone, with 2 ready pods", timeout=120, interval=0.5)
         rollout_after_up = time.monotonic() - returned
 
         def replayed(value: int) -> None:  # by both standbys, asked directly (their own scans, not the test's)
